@@ -1,0 +1,45 @@
+"""Argument validation shared by the public classes.
+
+Every message has the same shape: the argument's name, what was expected, what was given, and,
+where it helps, what to do. ``bool`` is rejected wherever an ``int`` is expected, because
+``True`` silently meaning ``1`` hides mistakes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def describe(value: Any) -> str:
+    """Return ``repr(value)`` with its type, short enough for an error message."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} of type {type(value).__name__}"
+
+
+def check_int(name: str, value: Any, *, minimum: int, hint: str = "") -> int:
+    """Return ``value`` if it is an ``int`` (not a ``bool``) of at least ``minimum``.
+
+    Raises:
+        TypeError: ``value`` is not an ``int``.
+        ValueError: ``value`` is below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"'{name}' must be an int >= {minimum} (got {describe(value)}){hint}"
+        )
+    if value < minimum:
+        raise ValueError(f"'{name}' must be an int >= {minimum} (got {value}){hint}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a ``bool``.
+
+    Raises:
+        TypeError: ``value`` is not a ``bool``.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"'{name}' must be a bool (got {describe(value)})")
+    return value

@@ -1,0 +1,138 @@
+"""The sample order as a pure function of ``(n, seed, shuffle, position)``.
+
+Global sample position ``g`` holds dataset index ``perm(seed, p)[g % n]`` for pass
+``p = g // n``, or ``g % n`` without shuffling. Every pass is its own permutation of
+``range(n)``; nothing is materialised beyond one chunk of positions, and nothing reads or
+advances a global random state.
+
+Two algorithms share the work (each module states its trade-off):
+
+- up to ``_feistel.SMALL`` samples, ``_sort_shuffle``: an exact shuffle of the whole pass;
+- above, ``_feistel``: a keyed Feistel network, O(1) per position.
+
+Both are keyed by ``ROUNDS`` 32-bit words per pass, from the seed (SplitMix64) and the pass
+index (a 32-bit integer hash), computed the same way for a Python int and an ``int64`` tensor of
+pass indices, so that a chunk of positions that spans several passes is done in one go.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TypeVar
+
+import torch
+
+from . import _feistel, _sort_shuffle
+
+MAX_POSITION = (1 << 63) - 1
+"""Positions (and so ``n``) must stay below ``2**63``: they are ``int64`` here."""
+
+_M32 = 0xFFFFFFFF
+_M64 = (1 << 64) - 1
+_HASH_MUL = 0x045D9F3B
+_TABLE_LIMIT = 1 << 20  # entries of the whole-pass table for small datasets (8 MiB)
+
+PassIndex = TypeVar("PassIndex", int, torch.Tensor)
+
+
+def splitmix64(x: int) -> int:
+    """Return the SplitMix64 output for state ``x``."""
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def _hash32(x: PassIndex) -> PassIndex:
+    """Mix a 32-bit value into a 32-bit value (a bijection of ``[0, 2**32)``)."""
+    x = ((x >> 16) ^ x) * _HASH_MUL & _M32
+    x = ((x >> 16) ^ x) * _HASH_MUL & _M32
+    return (x >> 16) ^ x
+
+
+@lru_cache(maxsize=64)
+def _salts(seed: int) -> tuple[tuple[int, int], ...]:
+    """Return two 32-bit salts per Feistel round, derived from ``seed``."""
+    out = []
+    state = seed
+    for _ in range(_feistel.ROUNDS):
+        state = splitmix64(state)
+        out.append((state & _M32, state >> 32))
+    return tuple(out)
+
+
+def pass_keys(seed: int, pass_index: PassIndex) -> list[PassIndex]:
+    """Return the round keys of pass ``pass_index``: an int, or an ``int64`` tensor of them.
+
+    >>> pass_keys(0, 3) == [int(key) for key in pass_keys(0, torch.tensor(3))]
+    True
+    """
+    low = pass_index & _M32
+    high = pass_index >> 32
+    return [_hash32(_hash32(low ^ s0) ^ high ^ s1) for s0, s1 in _salts(seed)]
+
+
+def index_at(position: int, *, n: int, seed: int, shuffle: bool) -> int:
+    """Return the dataset index at global sample ``position``, in plain Python.
+
+    >>> [index_at(g, n=4, seed=0, shuffle=False) for g in range(6)]
+    [0, 1, 2, 3, 0, 1]
+    >>> sorted(index_at(g, n=5, seed=7, shuffle=True) for g in range(10, 15))
+    [0, 1, 2, 3, 4]
+    """
+    pass_index, offset = divmod(position, n)
+    if not shuffle or n == 1:
+        return offset
+    if n <= _feistel.SMALL:
+        keys = [torch.tensor([key]) for key in pass_keys(seed, pass_index)]
+        return int(_sort_shuffle.permutations(n, keys)[0, offset])
+    return _feistel.permute_int(offset, n, pass_keys(seed, pass_index))
+
+
+def indices(
+    first: int, stride: int, count: int, *, n: int, seed: int, shuffle: bool
+) -> torch.Tensor:
+    """Return the dataset indices at global positions ``first + stride * j`` for ``j < count``.
+
+    The vectorised form of ``index_at``, for chunks of a rank's positions.
+
+    >>> indices(3, 1, 5, n=5, seed=0, shuffle=False).tolist()
+    [3, 4, 0, 1, 2]
+    >>> indices(10, 2, 5, n=5, seed=0, shuffle=True).tolist() == [
+    ...     index_at(g, n=5, seed=0, shuffle=True) for g in range(10, 20, 2)]
+    True
+    """
+    positions = torch.arange(count, dtype=torch.int64).mul_(stride).add_(first)
+    first_pass = first // n
+    last_pass = (first + stride * (count - 1)) // n
+    if first_pass == last_pass:
+        offsets = positions.sub_(first_pass * n)
+        passes = None
+    else:
+        passes = torch.div(positions, n, rounding_mode="floor")
+        offsets = positions.sub_(passes * n)
+    if not shuffle or n == 1:
+        return offsets
+    if n <= _feistel.SMALL:
+        if (last_pass - first_pass + 1) * n > _TABLE_LIMIT and count > 1:
+            # Many passes in one chunk (a large stride over a tiny dataset): split it so the
+            # table of whole-pass permutations stays small.
+            half = count // 2
+            rest = first + stride * half
+            return torch.cat(
+                [
+                    indices(first, stride, half, n=n, seed=seed, shuffle=True),
+                    indices(rest, stride, count - half, n=n, seed=seed, shuffle=True),
+                ]
+            )
+        distinct = torch.arange(first_pass, last_pass + 1, dtype=torch.int64)
+        table = _sort_shuffle.permutations(n, pass_keys(seed, distinct))
+        if passes is None:
+            return table[0, offsets]
+        return table[passes.sub_(first_pass), offsets]
+    if passes is None:
+        return _feistel.permute(offsets, n, pass_keys(seed, first_pass))
+    # Keys per distinct pass, gathered per position: far fewer hashes than positions.
+    distinct = torch.arange(first_pass, last_pass + 1, dtype=torch.int64)
+    rows = passes.sub_(first_pass)
+    return _feistel.permute(offsets, n, [key[rows] for key in pass_keys(seed, distinct)])

@@ -1,0 +1,437 @@
+"""How ``VirtualDataLoader`` starts each pass of the wrapped loader, and resumes inside one.
+
+One strategy per shape of wrapped loader, chosen once by ``choose``, fastest exact one first:
+
+- ``seek``: a ``DataLoader`` over a ``SeekableSampler`` (``InfiniteSampler``). The position is a
+  global sample position; resuming seeks the sampler: O(1), nothing replayed, and the batch
+  size and the number of ranks may change.
+- ``delegate``: a loader (torchdata's ``StatefulDataLoader``) or, without workers, an
+  ``IterableDataset`` that saves its own state. Its ``state_dict()`` is nested in ours.
+- ``skip``: a plain ``DataLoader`` over a map-style dataset. Resuming rebuilds the pass's order
+  and skips the consumed part at the index level, in a one-off ``DataLoader`` for the rest of
+  that pass: no skipped sample is loaded. With a ``BatchSampler`` the position is counted in
+  samples, so the batch size may change.
+- ``replay``: anything else. Resuming iterates the pass again and throws the consumed batches
+  away, with one warning that says what it costs.
+
+A ``RandomSampler`` (and the other samplers driven by a ``torch.Generator``) has no
+``set_epoch``: its order depends on how far its generator has been advanced, which a new
+process cannot know. ``skip`` therefore gives it a generator of its own, reseeded at every pass
+from ``(seed, pass)``, the way ``DistributedSampler`` seeds from ``seed + epoch``. The seed is
+the user's generator's ``initial_seed()``, or ``torch.initial_seed()`` when the sampler has no
+generator (then the saved seed is adopted on resume, since nobody chose it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    IterableDataset,
+    RandomSampler,
+    SubsetRandomSampler,
+    WeightedRandomSampler,
+)
+
+from . import _permutation
+from ._protocols import SeekableSampler, Stateful, SupportsSetEpoch
+from ._state import check_fingerprint, require, require_count
+
+_GENERATOR_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
+_TORCHDATA_BATCH_SAMPLER = "torchdata.stateful_dataloader.sampler.BatchSampler"
+
+
+def short_repr(obj: object) -> str:
+    """Return a one-line ``repr`` of ``obj`` for messages."""
+    text = repr(obj).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def set_epoch(loader: object, pass_index: int) -> None:
+    """Call ``set_epoch(pass_index)`` on the loader and on its samplers and dataset that have it."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    parts = (
+        loader,
+        getattr(loader, "sampler", None),
+        batch_sampler,
+        getattr(batch_sampler, "sampler", None),
+        getattr(loader, "dataset", None),
+    )
+    seen: set[int] = set()
+    for part in parts:
+        if isinstance(part, SupportsSetEpoch) and id(part) not in seen:
+            seen.add(id(part))
+            part.set_epoch(pass_index)
+
+
+def _is_plain_batch_sampler(batch_sampler: object) -> bool:
+    """Whether ``batch_sampler`` makes fixed-size batches in order, like torch's own."""
+    kind = type(batch_sampler)
+    return kind is BatchSampler or f"{kind.__module__}.{kind.__qualname__}" == (
+        _TORCHDATA_BATCH_SAMPLER
+    )
+
+
+def _sized(obj: object) -> int | None:
+    """Return ``len(obj)``, or ``None`` where it has none."""
+    try:
+        return len(obj)  # type: ignore[arg-type]  # probing: anything may have a length
+    except TypeError:
+        return None
+
+
+def _pass_seed(seed: int, pass_index: int) -> int:
+    """Return the generator seed of pass ``pass_index`` for sampler seed ``seed``."""
+    return _permutation.splitmix64(seed ^ _permutation.splitmix64(pass_index))
+
+
+class Strategy:
+    """How passes of one wrapped loader are started and resumed."""
+
+    name: ClassVar[str]
+
+    def __init__(self, loader: Iterable[Any]) -> None:
+        self.loader = loader
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Return the settings that decide the order of samples."""
+        out: dict[str, Any] = {"loader": type(self.loader).__qualname__}
+        dataset_size = _sized(getattr(self.loader, "dataset", None))
+        if dataset_size is not None:
+            out["dataset_size"] = dataset_size
+        return out
+
+    def save(self, batches_in_pass: int) -> dict[str, Any]:
+        """Return the strategy's own keys for the position ``batches_in_pass`` into the pass."""
+        del batches_in_pass
+        return {}
+
+    def pass_start(self) -> dict[str, Any]:
+        """Return the strategy's own keys for the start of a pass not opened yet."""
+        return self.save(0)
+
+    def check(self, saved: Mapping[str, Any]) -> None:
+        """Validate the strategy's own keys of a saved state; raise on anything wrong."""
+        del saved
+
+    def adopt(self, saved: Mapping[str, Any]) -> None:
+        """Take over what a validated state decides and this loader did not (after ``check``)."""
+        del saved
+
+    def open(self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None) -> (
+        Iterator[Any]
+    ):
+        """Return an iterator over pass ``pass_index``.
+
+        Args:
+            pass_index: the pass to start.
+            batches_in_pass: batches of it already handed out (0 for a new pass).
+            saved: ``save()``'s keys for that position, or ``None`` at the start of a pass.
+        """
+        raise NotImplementedError
+
+    def finished(self, batches_in_pass: int) -> bool:
+        """Whether ``batches_in_pass`` batches are all the current pass has (if known)."""
+        del batches_in_pass
+        return False
+
+
+class Seek(Strategy):
+    """O(1) resume: seek a ``SeekableSampler`` to a global sample position."""
+
+    name = "seek"
+
+    def __init__(self, loader: DataLoader[Any], sampler: SeekableSampler, batch: int) -> None:
+        super().__init__(loader)
+        self._sampler = sampler
+        self._samples_per_step = batch * sampler.world_size
+        self._base: int | None = None  # global position at the last open, None before it
+        self._base_batches = 0
+
+    def fingerprint(self) -> dict[str, Any]:
+        return dict(self._sampler.fingerprint())
+
+    def pass_start(self) -> dict[str, Any]:
+        return {"position": self._sampler.start}
+
+    def save(self, batches_in_pass: int) -> dict[str, Any]:
+        assert self._base is not None  # the VDL asks for pass_start() before the first open
+        return {
+            "position": self._base
+            + (batches_in_pass - self._base_batches) * self._samples_per_step
+        }
+
+    def check(self, saved: Mapping[str, Any]) -> None:
+        require_count(saved, "position", "state['resume']")
+
+    def open(
+        self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
+    ) -> Iterator[Any]:
+        if pass_index > 0:
+            raise RuntimeError(
+                f"the sampler {short_repr(self._sampler)} ran out, but a SeekableSampler must be "
+                "endless; make its __iter__ never stop"
+            )
+        if saved is not None:
+            self._sampler.seek(saved["position"])
+        self._base = self._sampler.start
+        self._base_batches = batches_in_pass
+        return iter(self.loader)
+
+
+class _Skipped:
+    """An iterable of ``iterable``'s items after the first ``count``."""
+
+    def __init__(self, iterable: Iterable[Any], count: int, length: int | None) -> None:
+        self._iterable = iterable
+        self._count = count
+        self._length = length
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(self._iterable, self._count, None)
+
+    def __len__(self) -> int:
+        if self._length is None:
+            raise TypeError("the skipped iterable has no length")
+        return max(0, self._length - self._count)
+
+
+class Skip(Strategy):
+    """Rebuild the pass's order and skip the consumed part at the index level."""
+
+    name = "skip"
+
+    def __init__(self, loader: DataLoader[Any]) -> None:
+        super().__init__(loader)
+        self._dl = loader
+        batch_sampler = loader.batch_sampler
+        self._sampler_length: int | None = None
+        self._batch = 1
+        self._drop_last = False
+        if batch_sampler is None or _is_plain_batch_sampler(batch_sampler):
+            # Sample-level position: the batch size may change between runs.
+            self._sampler_length = _sized(loader.sampler)
+            if batch_sampler is not None:
+                self._batch = batch_sampler.batch_size  # type: ignore[attr-defined]  # checked
+                self._drop_last = batch_sampler.drop_last  # type: ignore[attr-defined]  # above
+        self._start_samples = 0  # samples of the pass skipped by the last open
+        self._start_batches = 0
+        self._generator_samplers = [
+            s
+            for s in (loader.sampler, getattr(batch_sampler, "sampler", None))
+            if isinstance(s, _GENERATOR_SAMPLERS)
+        ]
+        user = [s.generator for s in self._generator_samplers if s.generator is not None]
+        self._seed_is_users = bool(user)
+        self._seed = user[0].initial_seed() if user else torch.initial_seed()
+        self._generator = torch.Generator()
+
+    @property
+    def _by_sample(self) -> bool:
+        return self._sampler_length is not None
+
+    def fingerprint(self) -> dict[str, Any]:
+        out = super().fingerprint()
+        sampler = self._dl.sampler
+        out["sampler"] = type(sampler).__qualname__
+        out["batch_sampler"] = type(self._dl.batch_sampler).__qualname__
+        if self._by_sample:
+            out["samples_per_pass"] = self._sampler_length
+        else:
+            out["batch_size"] = getattr(self._dl.batch_sampler, "batch_size", None)
+        for attribute in ("num_replicas", "shuffle", "seed", "replacement"):
+            value = getattr(sampler, attribute, None)
+            if isinstance(value, (bool, int)):
+                out[f"sampler.{attribute}"] = value
+        if self._seed_is_users:
+            out["generator_seed"] = self._seed
+        return out
+
+    def _samples(self, batches_in_pass: int) -> int:
+        assert self._sampler_length is not None  # only called in sample mode
+        done = self._start_samples + (batches_in_pass - self._start_batches) * self._batch
+        return min(self._sampler_length, done)
+
+    def pass_start(self) -> dict[str, Any]:
+        return self._position(0)
+
+    def save(self, batches_in_pass: int) -> dict[str, Any]:
+        return self._position(self._samples(batches_in_pass) if self._by_sample else 0)
+
+    def _position(self, samples_in_pass: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self._by_sample:
+            out["samples_in_pass"] = samples_in_pass
+        if self._generator_samplers and not self._seed_is_users:
+            out["seed"] = self._seed
+        return out
+
+    def check(self, saved: Mapping[str, Any]) -> None:
+        where = "state['resume']"
+        if self._by_sample:
+            samples = require_count(saved, "samples_in_pass", where)
+            if self._sampler_length is not None and samples > self._sampler_length:
+                raise ValueError(
+                    f"{where}['samples_in_pass'] is {samples}, more than the "
+                    f"{self._sampler_length} samples in a pass of this loader"
+                )
+        if self._generator_samplers and not self._seed_is_users:
+            seed = require_count(saved, "seed", where)
+            if seed >= 1 << 64:
+                raise ValueError(f"{where}['seed'] must be below 2**64 (got {seed})")
+
+    def adopt(self, saved: Mapping[str, Any]) -> None:
+        if self._generator_samplers and not self._seed_is_users:
+            self._seed = saved["seed"]
+
+    def finished(self, batches_in_pass: int) -> bool:
+        if self._by_sample:
+            assert self._sampler_length is not None
+            left = self._sampler_length - self._samples(batches_in_pass)
+            return left < (self._batch if self._drop_last else 1)
+        return batches_in_pass >= (_sized(self._dl.batch_sampler) or batches_in_pass + 1)
+
+    def open(
+        self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
+    ) -> Iterator[Any]:
+        set_epoch(self._dl, pass_index)
+        if self._generator_samplers:
+            self._generator.manual_seed(_pass_seed(self._seed, pass_index))
+            for sampler in self._generator_samplers:
+                sampler.generator = self._generator
+        self._start_batches = batches_in_pass
+        if self._by_sample:
+            self._start_samples = saved["samples_in_pass"] if saved is not None else 0
+            skip = self._start_samples
+        else:
+            skip = batches_in_pass
+        if skip == 0:
+            return iter(self._dl)
+        return iter(self._rest_of_pass(skip))
+
+    def _rest_of_pass(self, skip: int) -> DataLoader[Any]:
+        """Return a one-off ``DataLoader`` over the pass after its first ``skip`` units."""
+        dl = self._dl
+        kwargs: dict[str, Any] = {
+            "num_workers": dl.num_workers,
+            "collate_fn": dl.collate_fn,
+            "pin_memory": dl.pin_memory,
+            "timeout": dl.timeout,
+            "worker_init_fn": dl.worker_init_fn,
+            "multiprocessing_context": dl.multiprocessing_context,
+            "generator": dl.generator,
+        }
+        if dl.num_workers > 0:
+            kwargs["prefetch_factor"] = dl.prefetch_factor
+        if hasattr(dl, "in_order"):  # torch >= 2.6
+            kwargs["in_order"] = dl.in_order
+        if dl.pin_memory_device:
+            kwargs["pin_memory_device"] = dl.pin_memory_device
+        if dl.batch_sampler is None:
+            rest = _Skipped(dl.sampler, skip, self._sampler_length)
+            return DataLoader(dl.dataset, batch_size=None, sampler=rest, **kwargs)
+        if self._by_sample:
+            rest = _Skipped(dl.sampler, skip, self._sampler_length)
+            batches: Iterable[Any] = BatchSampler(rest, self._batch, self._drop_last)
+        else:
+            batches = _Skipped(dl.batch_sampler, skip, _sized(dl.batch_sampler))
+        return DataLoader(dl.dataset, batch_sampler=batches, **kwargs)
+
+
+class Delegate(Strategy):
+    """Nest the state of a loader, or dataset, that saves its own position."""
+
+    name = "delegate"
+
+    def __init__(self, loader: Iterable[Any], target: Stateful) -> None:
+        super().__init__(loader)
+        self._target = target
+
+    def save(self, batches_in_pass: int) -> dict[str, Any]:
+        del batches_in_pass
+        return {"inner": self._target.state_dict()}
+
+    def check(self, saved: Mapping[str, Any]) -> None:
+        require(saved, "inner", dict, "state['resume']")
+
+    def open(
+        self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
+    ) -> Iterator[Any]:
+        set_epoch(self.loader, pass_index)
+        if saved is not None:
+            self._target.load_state_dict(saved["inner"])
+        return iter(self.loader)
+
+
+class Replay(Strategy):
+    """Iterate the pass again and throw the consumed batches away (warns once)."""
+
+    name = "replay"
+    _warned = False
+
+    def finished(self, batches_in_pass: int) -> bool:
+        loader = self.loader
+        reliable = isinstance(loader, Sequence) or (
+            isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset)
+        )
+        length = _sized(loader) if reliable else None
+        return length is not None and batches_in_pass >= length
+
+    def open(
+        self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
+    ) -> Iterator[Any]:
+        set_epoch(self.loader, pass_index)
+        iterator = iter(self.loader)
+        if saved is None or batches_in_pass == 0:
+            return iterator
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"VirtualDataLoader is resuming {short_repr(self.loader)} by replaying "
+                f"{batches_in_pass} batches of pass {pass_index}: each is loaded again and "
+                "thrown away. For an O(1) resume, use a DataLoader with an InfiniteSampler "
+                "(or any plain DataLoader over a map-style dataset), or a loader with "
+                "state_dict()/load_state_dict().",
+                UserWarning,
+                stacklevel=4,
+            )
+        for done in range(batches_in_pass):
+            try:
+                next(iterator)
+            except StopIteration:
+                raise ValueError(
+                    f"cannot resume: pass {pass_index} of {short_repr(self.loader)} ended after "
+                    f"{done} batches, but the checkpoint was taken after {batches_in_pass}; the "
+                    "loader must yield the same batches in every run"
+                ) from None
+        return iterator
+
+
+def choose(loader: Iterable[Any]) -> Strategy:
+    """Return the fastest exact strategy for ``loader``."""
+    if isinstance(loader, DataLoader):
+        batch_sampler = loader.batch_sampler
+        if batch_sampler is None:
+            candidate, batch = loader.sampler, 1
+        elif _is_plain_batch_sampler(batch_sampler):
+            candidate, batch = batch_sampler.sampler, batch_sampler.batch_size  # type: ignore[attr-defined]  # plain BatchSampler
+        else:
+            candidate, batch = None, 0
+        if isinstance(candidate, SeekableSampler):
+            return Seek(loader, candidate, batch)
+    if isinstance(loader, Stateful):
+        return Delegate(loader, loader)
+    if type(loader) is DataLoader:
+        dataset = loader.dataset
+        if isinstance(dataset, IterableDataset):
+            if isinstance(dataset, Stateful) and loader.num_workers == 0:
+                return Delegate(loader, dataset)
+            return Replay(loader)
+        return Skip(loader)
+    return Replay(loader)

@@ -1,0 +1,115 @@
+"""The checkpoint format of ``VirtualDataLoader``, and its validation.
+
+A state is a small plain dict (ints, strings, bools and nested dicts of them), the same on
+every rank, safe for ``json`` and for ``torch.load(..., weights_only=True)``::
+
+    {
+        "version": 1,               # VERSION: the format of this dict
+        "steps_per_epoch": 100,     # the epoch length when saved (it may change on resume)
+        "epoch": 3,                 # the virtual epoch in progress (or next to start)
+        "batches_in_epoch": 17,     # batches of that epoch already handed out, < steps_per_epoch
+        "steps": 317,               # batches handed out since the start of training
+        "pass": 1,                  # pass of the wrapped loader in progress
+        "batches_in_pass": 12,      # batches of that pass already handed out
+        "resume": {                 # how the position inside the pass is restored
+            "strategy": "seek",     # "seek", "skip", "delegate" or "replay"
+            "fingerprint": {...},   # the settings that decide the order of samples
+            ...                     # the strategy's own position keys
+        },
+    }
+
+Validation reads a whole state before anything is applied, and every error names the key, what
+was expected and what was found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ._checks import describe
+
+VERSION = 1
+
+VERSION_KEY = "version"
+STEPS_PER_EPOCH = "steps_per_epoch"
+EPOCH = "epoch"
+BATCHES_IN_EPOCH = "batches_in_epoch"
+STEPS = "steps"
+PASS = "pass"
+BATCHES_IN_PASS = "batches_in_pass"
+RESUME = "resume"
+STRATEGY = "strategy"
+FINGERPRINT = "fingerprint"
+
+COUNTERS = (STEPS_PER_EPOCH, EPOCH, BATCHES_IN_EPOCH, STEPS, PASS, BATCHES_IN_PASS)
+
+
+def require(state: Mapping[str, Any], key: str, kind: type, where: str = "state") -> Any:
+    """Return ``state[key]`` after checking that it exists and has type ``kind``.
+
+    ``bool`` is not accepted where ``int`` is expected.
+
+    Raises:
+        ValueError: ``key`` is missing.
+        TypeError: the value has another type.
+    """
+    if key not in state:
+        raise ValueError(
+            f"{where} has no key '{key}' (found keys {sorted(map(str, state))}); pass a dict returned by "
+            "VirtualDataLoader.state_dict()"
+        )
+    value = state[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"{where}['{key}'] must be of type {kind.__name__} (got {describe(value)})")
+    return value
+
+
+def require_count(state: Mapping[str, Any], key: str, where: str = "state") -> int:
+    """Return ``state[key]``, checked to be an ``int >= 0``."""
+    value: int = require(state, key, int, where)
+    if value < 0:
+        raise ValueError(f"{where}['{key}'] must be an int >= 0 (got {value})")
+    return value
+
+
+def check_version(state: Any) -> None:
+    """Check that ``state`` is a mapping of a format version this library reads.
+
+    Raises:
+        TypeError: ``state`` is not a mapping.
+        ValueError: the version is missing or unknown.
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(
+            f"'state_dict' must be a dict returned by VirtualDataLoader.state_dict() "
+            f"(got {describe(state)})"
+        )
+    version = require(state, VERSION_KEY, int)
+    if version != VERSION:
+        raise ValueError(
+            f"state['{VERSION_KEY}'] is {version}, but this version of virtual_epochs reads "
+            f"version {VERSION} only; resume with the virtual_epochs release that wrote it"
+        )
+
+
+def check_fingerprint(
+    expected: Mapping[str, Any], found: Any, where: str = f"state['{RESUME}']['{FINGERPRINT}']"
+) -> None:
+    """Check that a saved fingerprint equals this object's, naming the first difference.
+
+    Raises:
+        TypeError: ``found`` is not a mapping.
+        ValueError: a setting differs, is missing or is unexpected.
+    """
+    if not isinstance(found, Mapping):
+        raise TypeError(f"{where} must be a dict (got {describe(found)})")
+    for key in sorted(set(expected) | set(found)):
+        mine = expected.get(key, "<absent>")
+        theirs = found.get(key, "<absent>")
+        if mine != theirs or type(mine) is not type(theirs):
+            raise ValueError(
+                f"the checkpoint was saved with a different sample order: {where}['{key}'] is "
+                f"{theirs!r} but this loader has {mine!r}; resume with the settings that wrote "
+                "the checkpoint, or start a new run"
+            )

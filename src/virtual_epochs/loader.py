@@ -1,0 +1,322 @@
+"""``VirtualDataLoader``: epochs of a fixed number of steps over an endless stream of batches.
+
+The stream is the wrapped loader iterated pass after pass. The object only counts: batches
+handed out, where the current epoch and pass began, and the strategy (``_resume``) that starts
+each pass and resumes inside one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+from . import _resume
+from . import _state as S
+from ._checks import check_int, describe
+
+T = TypeVar("T")
+
+
+class VirtualDataLoader(Generic[T]):
+    """Cut the endless stream of a loader's batches into epochs of ``steps_per_epoch`` steps.
+
+    Each ``for batch in vl:`` is one virtual epoch of exactly ``steps_per_epoch`` batches, taken
+    from the stream where the previous epoch stopped; the wrapped loader is restarted whenever
+    a pass over it ends, with ``set_epoch(pass)`` called on its samplers first, so every pass is
+    a new shuffle. ``len(vl) == steps_per_epoch`` always, so tqdm, LR schedulers and
+    Lightning see a fixed epoch length.
+
+    ``state_dict()`` and ``load_state_dict()`` resume at any step with exactly the batches of an
+    uninterrupted run, by the fastest exact means the wrapped loader allows: see ``strategy``.
+
+    Args:
+        loader: any re-iterable of batches: a ``DataLoader``, torchdata's
+            ``StatefulDataLoader``, a list of batches, an object whose ``__iter__`` starts a
+            new pass. A one-shot iterator (a generator object) serves one pass only.
+        steps_per_epoch: the number of batches in every epoch.
+
+    >>> vl = VirtualDataLoader([10, 20, 30], steps_per_epoch=2)
+    >>> len(vl)
+    2
+    >>> [list(vl) for epoch in range(3)]
+    [[10, 20], [30, 10], [20, 30]]
+    >>> vl.epoch, vl.steps
+    (3, 6)
+    """
+
+    def __init__(self, loader: Iterable[T], steps_per_epoch: int) -> None:
+        check_int(
+            "steps_per_epoch",
+            steps_per_epoch,
+            minimum=1,
+            hint="; pass the number of batches each epoch should have",
+        )
+        if loader is None or not isinstance(loader, Iterable):
+            raise TypeError(
+                f"'loader' must be an iterable of batches, such as a DataLoader "
+                f"(got {describe(loader)})"
+            )
+        self._loader = loader
+        self._steps_per_epoch = steps_per_epoch
+        self._strategy = _resume.choose(loader)
+        self._one_shot = isinstance(loader, Iterator)
+        # Progress. Only `_steps` moves on the per-batch path; the rest are marks.
+        self._steps = 0  # batches handed out since the start of training
+        self._epoch = 0  # the epoch in progress
+        self._epoch_mark = 0  # `_steps` when that epoch began
+        self._pass = 0  # the pass of the wrapped loader in progress
+        self._pass_mark = 0  # `_steps` when that pass began
+        self._resuming = False  # the next iteration continues a loaded mid-epoch state
+        # The iterator over the current pass, and the position it must be opened at.
+        self._inner: Iterator[T] | None = None
+        self._reopen_at: Mapping[str, Any] | None = None
+        self._opened = False
+        self._active: weakref.ref[Generator[T, None, None]] | None = None
+
+    # ----------------------------------------------------------------------------- reading
+
+    @property
+    def loader(self) -> Iterable[T]:
+        """The wrapped loader."""
+        return self._loader
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """The number of batches in every epoch."""
+        return self._steps_per_epoch
+
+    @property
+    def strategy(self) -> str:
+        """How a checkpoint is resumed: ``"seek"``, ``"delegate"``, ``"skip"`` or ``"replay"``.
+
+        - ``"seek"``: the wrapped ``DataLoader`` draws from a ``SeekableSampler`` such as
+          ``InfiniteSampler``: O(1), and the batch size and number of ranks may change.
+        - ``"delegate"``: the loader (or its ``IterableDataset``, without workers) has its own
+          ``state_dict()``; ours nests it.
+        - ``"skip"``: a plain ``DataLoader`` over a map-style dataset: the consumed part of the
+          pass is skipped at the index level, no skipped sample is loaded.
+        - ``"replay"``: anything else: the consumed batches of the pass are loaded again and
+          thrown away (with a warning).
+        """
+        return self._strategy.name
+
+    @property
+    def steps(self) -> int:
+        """Batches handed out since the start of training (a global step counter)."""
+        return self._steps
+
+    @property
+    def epoch(self) -> int:
+        """The 0-based virtual epoch in progress, or next to start.
+
+        An epoch counts as complete as soon as its last batch is handed out, so
+        ``for epoch in range(vl.epoch, epochs)`` resumes naturally from a checkpoint.
+        """
+        if self._steps - self._epoch_mark >= self._steps_per_epoch:
+            return self._epoch + 1
+        return self._epoch
+
+    @property
+    def step_in_epoch(self) -> int:
+        """Batches of ``epoch`` already handed out (0 once an epoch is complete)."""
+        done = self._steps - self._epoch_mark
+        return 0 if done >= self._steps_per_epoch else done
+
+    def __len__(self) -> int:
+        return self._steps_per_epoch
+
+    def __repr__(self) -> str:
+        return (
+            f"VirtualDataLoader({_resume.short_repr(self._loader)}, "
+            f"steps_per_epoch={self._steps_per_epoch})"
+        )
+
+    # --------------------------------------------------------------------------- iterating
+
+    def __iter__(self) -> Iterator[T]:
+        cell: list[weakref.ref[Generator[T, None, None]]] = []
+        generator = self._run_epoch(cell)
+        cell.append(weakref.ref(generator))
+        return generator
+
+    def _run_epoch(
+        self, cell: list[weakref.ref[Generator[T, None, None]]]
+    ) -> Generator[T, None, None]:
+        """Yield one epoch. Nothing runs before the first ``next()``."""
+        self._begin_epoch(cell[0])
+        steps_per_epoch = self._steps_per_epoch
+        try:
+            while (left := steps_per_epoch - (self._steps - self._epoch_mark)) > 0:
+                inner = self._inner if self._inner is not None else self._open()
+                for batch in itertools.islice(inner, left):
+                    self._steps += 1  # counted when handed out, before the yield
+                    yield batch
+                if self._steps - self._epoch_mark < steps_per_epoch:
+                    self._end_pass()
+        except GeneratorExit:
+            raise
+        except BaseException:
+            # The inner iterator's position is unknown after a failure: reopen at ours, so the
+            # failed batch comes again and nothing is skipped.
+            self._drop_inner()
+            raise
+
+    def _begin_epoch(self, me: weakref.ref[Generator[T, None, None]]) -> None:
+        """Epoch bookkeeping, at the first ``next()`` of an iteration."""
+        previous = self._active() if self._active is not None else None
+        if previous is not None and previous is not me():
+            previous.close()  # an older iteration must not pull from the shared stream
+        self._active = me
+        done = self._steps - self._epoch_mark
+        complete = done >= self._steps_per_epoch
+        abandoned = 0 < done and not self._resuming
+        if complete or abandoned:
+            self._epoch += 1
+            self._epoch_mark = self._steps
+        self._resuming = False
+
+    def _open(self) -> Iterator[T]:
+        """Start (or restart) the iterator over the current pass, at the current position."""
+        if self._opened and self._one_shot:
+            raise TypeError(
+                f"'loader' {_resume.short_repr(self._loader)} is a one-shot iterator and cannot "
+                f"start pass {self._pass} (or restart one); pass a re-iterable instead, such as "
+                "a DataLoader, a list of batches, or an object whose __iter__ starts a new pass"
+            )
+        self._opened = True
+        batches_in_pass = self._steps - self._pass_mark
+        self._inner = self._strategy.open(self._pass, batches_in_pass, self._reopen_at)
+        self._reopen_at = None
+        return self._inner
+
+    def _end_pass(self) -> None:
+        """The inner iterator ran out: start the next pass (at the next ``_open``)."""
+        if self._steps == self._pass_mark:
+            raise ValueError(
+                f"pass {self._pass} of 'loader' {_resume.short_repr(self._loader)} yielded no "
+                "batch, so it cannot fill an epoch of "
+                f"{self._steps_per_epoch} steps; check that its dataset is not empty and that "
+                "drop_last does not drop every batch"
+            )
+        self._pass += 1
+        self._pass_mark = self._steps
+        self._inner = None
+        self._reopen_at = None
+
+    def _drop_inner(self) -> None:
+        """Forget the inner iterator; the next batch reopens the pass at our position."""
+        if self._inner is not None:
+            self._reopen_at = self._strategy.save(self._steps - self._pass_mark)
+            self._inner = None
+
+    # ------------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the position in the stream as a fresh plain dict; O(1), the same on every rank.
+
+        The format is documented in ``virtual_epochs._state``: counters (``epoch``,
+        ``batches_in_epoch``, ``steps``, ``pass``, ``batches_in_pass``), the epoch length, and
+        under ``resume`` the strategy, the fingerprint of the settings that decide the sample
+        order, and the strategy's own position. It is safe for ``json`` and for
+        ``torch.load(..., weights_only=True)`` (with ``"delegate"``, as far as the wrapped
+        loader's own state is).
+        """
+        pass_index, batches_in_pass = self._pass, self._steps - self._pass_mark
+        if self._reopen_at is not None:
+            position = dict(self._reopen_at)
+        elif self._inner is None:
+            position = self._strategy.pass_start()
+        elif batches_in_pass and self._strategy.finished(batches_in_pass):
+            # The pass has handed out its last batch: save the start of the next one, so that
+            # a resume does not reopen a finished pass only to find it empty.
+            pass_index, batches_in_pass = pass_index + 1, 0
+            position = self._strategy.pass_start()
+        else:
+            position = self._strategy.save(batches_in_pass)
+        done = self._steps - self._epoch_mark
+        epoch, in_epoch = (self._epoch + 1, 0) if done >= self._steps_per_epoch else (
+            self._epoch,
+            done,
+        )
+        return {
+            S.VERSION_KEY: S.VERSION,
+            S.STEPS_PER_EPOCH: self._steps_per_epoch,
+            S.EPOCH: epoch,
+            S.BATCHES_IN_EPOCH: in_epoch,
+            S.STEPS: self._steps,
+            S.PASS: pass_index,
+            S.BATCHES_IN_PASS: batches_in_pass,
+            S.RESUME: {
+                S.STRATEGY: self._strategy.name,
+                S.FINGERPRINT: self._strategy.fingerprint(),
+                **position,
+            },
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Continue from a ``state_dict()``; call it before iterating.
+
+        The next iteration yields the rest of the saved epoch (all of the next one if the saved
+        epoch was complete), then epochs continue as in the uninterrupted run. The whole state
+        is checked before anything changes: a failed load leaves the loader as it was.
+
+        ``steps_per_epoch`` may differ from the saved one: the data position carries over
+        exactly, epochs keep their numbers, and the epoch in progress ends after
+        ``steps_per_epoch`` batches in all (at once, if that many were already handed out).
+
+        Raises:
+            TypeError: the state, or a value in it, has the wrong type.
+            ValueError: a key is missing, the version is unknown, or the checkpoint was saved
+                with settings that give another sample order (the message names the key).
+        """
+        S.check_version(state_dict)
+        counters = {key: S.require_count(state_dict, key) for key in S.COUNTERS}
+        if counters[S.STEPS_PER_EPOCH] < 1:
+            raise ValueError(
+                f"state['{S.STEPS_PER_EPOCH}'] must be an int >= 1 "
+                f"(got {counters[S.STEPS_PER_EPOCH]})"
+            )
+        if counters[S.BATCHES_IN_EPOCH] > counters[S.STEPS]:
+            raise ValueError(
+                f"state['{S.BATCHES_IN_EPOCH}'] ({counters[S.BATCHES_IN_EPOCH]}) cannot exceed "
+                f"state['{S.STEPS}'] ({counters[S.STEPS]})"
+            )
+        if counters[S.BATCHES_IN_PASS] > counters[S.STEPS]:
+            raise ValueError(
+                f"state['{S.BATCHES_IN_PASS}'] ({counters[S.BATCHES_IN_PASS]}) cannot exceed "
+                f"state['{S.STEPS}'] ({counters[S.STEPS]})"
+            )
+        resume = S.require(state_dict, S.RESUME, Mapping)
+        strategy = S.require(resume, S.STRATEGY, str, f"state['{S.RESUME}']")
+        if strategy != self._strategy.name:
+            raise ValueError(
+                f"state['{S.RESUME}']['{S.STRATEGY}'] is {strategy!r}, but this loader resumes "
+                f"by {self._strategy.name!r}: the checkpoint comes from a differently built "
+                "loader; wrap the same kind of loader as the run that saved it"
+            )
+        S.check_fingerprint(
+            self._strategy.fingerprint(),
+            S.require(resume, S.FINGERPRINT, Mapping, f"state['{S.RESUME}']"),
+        )
+        self._strategy.check(resume)
+        # Everything is valid: apply.
+        self._strategy.adopt(resume)
+        steps = counters[S.STEPS]
+        in_epoch = min(counters[S.BATCHES_IN_EPOCH], self._steps_per_epoch)
+        self._steps = steps
+        self._epoch = counters[S.EPOCH]
+        self._epoch_mark = steps - in_epoch
+        self._pass = counters[S.PASS]
+        self._pass_mark = steps - counters[S.BATCHES_IN_PASS]
+        self._resuming = True
+        if self._inner is not None or self._active is not None:
+            active = self._active() if self._active is not None else None
+            if active is not None:
+                active.close()
+            self._active = None
+        self._inner = None
+        self._reopen_at = {
+            key: value for key, value in resume.items() if key not in (S.STRATEGY, S.FINGERPRINT)
+        }

@@ -1,0 +1,223 @@
+"""``InfiniteSampler``: an endless, sharded, checkpointable stream of dataset indices.
+
+The order is a pure function of ``(n, seed, shuffle)`` and the global sample position (see
+``_permutation``); the sampler itself holds only where the next iteration starts. Because the
+``DataLoader`` over it never ends, its worker pipeline never drains at a pass boundary, and
+resuming is arithmetic.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections.abc import Iterator, Sized
+from typing import Any
+
+from torch.utils.data import Sampler
+
+from . import _permutation
+from ._checks import check_bool, check_int, describe
+from ._distributed import resolve_rank
+from ._state import VERSION, check_fingerprint, require_count
+
+_FIRST_CHUNK = 1024  # small, so that the first index comes in well under a millisecond
+_MAX_CHUNK = 32768  # big enough to amortise tensor calls, small enough to stay in cache
+_MAX_SEED = (1 << 64) - 1
+
+
+class _Stream:
+    """One iteration of an ``InfiniteSampler``: chunks of indices, and how far it got."""
+
+    def __init__(self, sampler: InfiniteSampler, start: int) -> None:
+        self._sampler = sampler
+        self.start = start
+        self._done = 0  # indices in the chunks before the current one
+        self._chunk: Iterator[int] = iter(())
+        self._chunk_size = 0
+
+    def chunks(self) -> Iterator[Iterator[int]]:
+        s = self._sampler
+        first = self.start + s.rank
+        size = _FIRST_CHUNK
+        while True:
+            values = _permutation.indices(
+                first + s.world_size * (self._done + self._chunk_size),
+                s.world_size,
+                size,
+                n=s.num_samples,
+                seed=s.seed,
+                shuffle=s.shuffle,
+            ).tolist()
+            self._done += self._chunk_size
+            self._chunk = iter(values)
+            self._chunk_size = size
+            yield self._chunk
+            size = min(2 * size, _MAX_CHUNK)
+
+    def position(self) -> int:
+        """Return the global position of the next row of indices this iteration yields."""
+        left = operator.length_hint(self._chunk)
+        return self.start + self._sampler.world_size * (self._done + self._chunk_size - left)
+
+
+class InfiniteSampler(Sampler[int]):
+    """An endless stream of dataset indices, sharded across ranks, resumable in O(1).
+
+    Global sample position ``g`` holds index ``perm(seed, g // n)[g % n]``: every pass over the
+    dataset is a new pseudo-random permutation (``g % n`` without shuffle), computed in chunks
+    without materialising it, whatever ``n``. Rank ``r`` of ``W`` yields positions
+    ``start + r``, ``start + r + W``, ...: together the ranks cover each window of ``W``
+    consecutive positions exactly once, and the global order does not depend on ``W``, so a
+    checkpoint taken on 8 ranks resumes on 3.
+
+    It never ends and has no length: wrap the ``DataLoader`` that uses it in
+    ``VirtualDataLoader`` to cut the stream into epochs. It never reads or changes a global
+    random state.
+
+    Args:
+        data_source: a sized dataset, or the number of samples ``n``.
+        shuffle: a new permutation every pass (``True``) or ``0, 1, ..., n - 1`` repeated.
+        seed: selects the permutations, ``0 <= seed < 2**64``; the same on every rank.
+        rank: this process's rank; by default ``torch.distributed``'s when initialised, else 0.
+        world_size: the number of ranks; by default ``torch.distributed``'s, else 1.
+        start: the global sample position where iteration starts.
+
+    >>> sampler = InfiniteSampler(4, shuffle=False, start=2)
+    >>> list(itertools.islice(sampler, 6))
+    [2, 3, 0, 1, 2, 3]
+    >>> ranks = [InfiniteSampler(10, seed=1, rank=r, world_size=2) for r in range(2)]
+    >>> first_pass = [i for row in zip(*ranks) for i in row][:10]
+    >>> sorted(first_pass)
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    """
+
+    def __init__(
+        self,
+        data_source: Sized | int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        start: int = 0,
+    ) -> None:
+        if isinstance(data_source, int) and not isinstance(data_source, bool):
+            n = check_int("data_source", data_source, minimum=1)
+        elif isinstance(data_source, Sized):
+            n = len(data_source)
+            if n < 1:
+                raise ValueError(
+                    f"'data_source' must hold at least one sample (got a {type(data_source).__name__}"
+                    " of length 0)"
+                )
+        else:
+            raise TypeError(
+                f"'data_source' must be a sized dataset or an int number of samples "
+                f"(got {describe(data_source)})"
+            )
+        if n > _permutation.MAX_POSITION:
+            raise ValueError(f"'data_source' must hold fewer than 2**63 samples (got {n})")
+        check_bool("shuffle", shuffle)
+        check_int("seed", seed, minimum=0)
+        if seed > _MAX_SEED:
+            raise ValueError(f"'seed' must be below 2**64 (got {seed})")
+        check_int("start", start, minimum=0)
+        self._rank, self._world_size = resolve_rank(rank, world_size)
+        self._n = n
+        self._shuffle = shuffle
+        self._seed = seed
+        self._start = start
+        self._live: _Stream | None = None
+
+    @property
+    def num_samples(self) -> int:
+        """The number of samples ``n`` in one pass."""
+        return self._n
+
+    @property
+    def shuffle(self) -> bool:
+        """Whether every pass is a new permutation."""
+        return self._shuffle
+
+    @property
+    def seed(self) -> int:
+        """The seed that selects the permutations."""
+        return self._seed
+
+    @property
+    def rank(self) -> int:
+        """This process's rank among ``world_size``."""
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        """The number of ranks that share the global sample stream."""
+        return self._world_size
+
+    @property
+    def start(self) -> int:
+        """The global sample position at which the next ``iter()`` starts."""
+        return self._start
+
+    def seek(self, position: int) -> None:
+        """Make the next ``iter()`` start at global sample ``position`` (iterators already
+        made are not affected).
+
+        >>> sampler = InfiniteSampler(3, shuffle=False)
+        >>> sampler.seek(4)
+        >>> next(iter(sampler))
+        1
+        """
+        check_int("position", position, minimum=0)
+        self._start = position
+        self._live = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Return the settings that decide the order: ``num_samples``, ``seed``, ``shuffle``."""
+        return {"num_samples": self._n, "seed": self._seed, "shuffle": self._shuffle}
+
+    def __iter__(self) -> Iterator[int]:
+        stream = _Stream(self, self._start)
+        self._live = stream
+        return itertools.chain.from_iterable(stream.chunks())
+
+    def __len__(self) -> int:
+        raise TypeError(
+            "InfiniteSampler is endless and has no length; wrap the DataLoader in "
+            "VirtualDataLoader(loader, steps_per_epoch=...) for epochs of a fixed length"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return where the latest iterator stands, as a fresh plain dict, in O(1).
+
+        ``start`` is the global position of the next index that the latest ``iter()`` would
+        yield (counted in rows of ``world_size`` positions, so it is the same on every rank that
+        yielded as many indices), or ``start`` if none was made since the last ``seek``. This is
+        what torchdata's ``StatefulDataLoader`` saves and restores by itself.
+
+        >>> sampler = InfiniteSampler(10, world_size=2, rank=1)
+        >>> it = iter(sampler)
+        >>> _ = [next(it) for _ in range(3)]
+        >>> sampler.state_dict()["start"]
+        6
+        """
+        start = self._start if self._live is None else self._live.position()
+        return {"version": VERSION, "start": start, **self.fingerprint()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue from a ``state_dict()``: the next ``iter()`` starts where it stood.
+
+        Raises:
+            ValueError: the state was saved with other settings, or is malformed.
+            TypeError: a value has the wrong type.
+        """
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"'state_dict' must be a dict (got {describe(state_dict)})")
+        where = "InfiniteSampler state"
+        version = require_count(state_dict, "version", where)
+        if version != VERSION:
+            raise ValueError(f"{where}['version'] is {version}; this release reads {VERSION}")
+        start = require_count(state_dict, "start", where)
+        saved = {key: value for key, value in state_dict.items() if key not in ("version", "start")}
+        check_fingerprint(self.fingerprint(), saved, where)
+        self.seek(start)
