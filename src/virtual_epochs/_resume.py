@@ -41,7 +41,7 @@ from torch.utils.data import (
 
 from . import _permutation
 from ._protocols import SeekableSampler, Stateful, SupportsSetEpoch
-from ._state import check_fingerprint, require, require_count
+from ._state import require, require_count
 
 _GENERATOR_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
 _TORCHDATA_BATCH_SAMPLER = "torchdata.stateful_dataloader.sampler.BatchSampler"
@@ -124,9 +124,9 @@ class Strategy:
         """Take over what a validated state decides and this loader did not (after ``check``)."""
         del saved
 
-    def open(self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None) -> (
-        Iterator[Any]
-    ):
+    def open(
+        self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
+    ) -> Iterator[Any]:
         """Return an iterator over pass ``pass_index``.
 
         Args:
@@ -163,8 +163,7 @@ class Seek(Strategy):
     def save(self, batches_in_pass: int) -> dict[str, Any]:
         assert self._base is not None  # the VDL asks for pass_start() before the first open
         return {
-            "position": self._base
-            + (batches_in_pass - self._base_batches) * self._samples_per_step
+            "position": self._base + (batches_in_pass - self._base_batches) * self._samples_per_step
         }
 
     def check(self, saved: Mapping[str, Any]) -> None:
@@ -364,9 +363,23 @@ class Delegate(Strategy):
         self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
     ) -> Iterator[Any]:
         set_epoch(self.loader, pass_index)
-        if saved is not None:
-            self._target.load_state_dict(saved["inner"])
-        return iter(self.loader)
+        if saved is None:
+            return iter(self.loader)
+        self._target.load_state_dict(saved["inner"])
+        if batches_in_pass:
+            return iter(self.loader)
+        # At the start of a pass the saved inner state may still describe the end of the
+        # previous one (it was saved before the new pass began): then the restored iteration is
+        # empty, and the pass starts with a fresh one.
+        return self._fresh_if_empty(iter(self.loader))
+
+    def _fresh_if_empty(self, restored: Iterator[Any]) -> Iterator[Any]:
+        empty = True
+        for batch in restored:
+            empty = False
+            yield batch
+        if empty:
+            yield from self.loader
 
 
 class Replay(Strategy):
@@ -390,7 +403,8 @@ class Replay(Strategy):
         iterator = iter(self.loader)
         if saved is None or batches_in_pass == 0:
             return iterator
-        if not self._warned:
+        if not self._warned and not isinstance(self.loader, Sequence):
+            # (Replaying a sequence of ready batches loads nothing: no warning.)
             self._warned = True
             warnings.warn(
                 f"VirtualDataLoader is resuming {short_repr(self.loader)} by replaying "
@@ -401,15 +415,13 @@ class Replay(Strategy):
                 UserWarning,
                 stacklevel=4,
             )
-        for done in range(batches_in_pass):
-            try:
-                next(iterator)
-            except StopIteration:
-                raise ValueError(
-                    f"cannot resume: pass {pass_index} of {short_repr(self.loader)} ended after "
-                    f"{done} batches, but the checkpoint was taken after {batches_in_pass}; the "
-                    "loader must yield the same batches in every run"
-                ) from None
+        done = sum(1 for _ in itertools.islice(iterator, batches_in_pass))
+        if done < batches_in_pass:
+            raise ValueError(
+                f"cannot resume: pass {pass_index} of {short_repr(self.loader)} ended after "
+                f"{done} batches, but the checkpoint was taken after {batches_in_pass}; the "
+                "loader must yield the same batches in every run"
+            )
         return iterator
 
 

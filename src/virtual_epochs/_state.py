@@ -25,7 +25,7 @@ was expected and what was found.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._checks import describe
 
@@ -56,8 +56,8 @@ def require(state: Mapping[str, Any], key: str, kind: type, where: str = "state"
     """
     if key not in state:
         raise ValueError(
-            f"{where} has no key '{key}' (found keys {sorted(map(str, state))}); pass a dict returned by "
-            "VirtualDataLoader.state_dict()"
+            f"{where} has no key '{key}' (found keys {sorted(map(str, state))}); pass a dict "
+            "returned by VirtualDataLoader.state_dict()"
         )
     value = state[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -113,3 +113,54 @@ def check_fingerprint(
                 f"{theirs!r} but this loader has {mine!r}; resume with the settings that wrote "
                 "the checkpoint, or start a new run"
             )
+
+
+class Saved(NamedTuple):
+    """A validated state: its counters, and the strategy's part of ``resume``."""
+
+    steps_per_epoch: int
+    epoch: int
+    batches_in_epoch: int
+    steps: int
+    pass_index: int
+    batches_in_pass: int
+    strategy: str
+    fingerprint: Mapping[str, Any]
+    position: dict[str, Any]
+
+
+def parse(state: Any) -> Saved:
+    """Check everything in ``state`` that does not depend on the loader, and return it.
+
+    Raises:
+        TypeError: ``state`` or a value in it has the wrong type.
+        ValueError: a key is missing, the version is unknown, or counters contradict each other.
+    """
+    check_version(state)
+    counts = {key: require_count(state, key) for key in COUNTERS}
+    if counts[STEPS_PER_EPOCH] < 1:
+        raise ValueError(
+            f"state['{STEPS_PER_EPOCH}'] must be an int >= 1 (got {counts[STEPS_PER_EPOCH]})"
+        )
+    for part in (BATCHES_IN_EPOCH, BATCHES_IN_PASS):
+        if counts[part] > counts[STEPS]:
+            raise ValueError(
+                f"state['{part}'] ({counts[part]}) cannot exceed state['{STEPS}'] "
+                f"({counts[STEPS]}): the state is corrupt"
+            )
+    resume = require(state, RESUME, Mapping)
+    where = f"state['{RESUME}']"
+    strategy = require(resume, STRATEGY, str, where)
+    fingerprint = require(resume, FINGERPRINT, Mapping, where)
+    position = {key: value for key, value in resume.items() if key not in (STRATEGY, FINGERPRINT)}
+    return Saved(
+        counts[STEPS_PER_EPOCH],
+        counts[EPOCH],
+        counts[BATCHES_IN_EPOCH],
+        counts[STEPS],
+        counts[PASS],
+        counts[BATCHES_IN_PASS],
+        strategy,
+        fingerprint,
+        position,
+    )

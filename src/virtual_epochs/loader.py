@@ -12,8 +12,7 @@ import weakref
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-from . import _resume
-from . import _state as S
+from . import _resume, _state
 from ._checks import check_int, describe
 
 T = TypeVar("T")
@@ -171,7 +170,7 @@ class VirtualDataLoader(Generic[T]):
         self._active = me
         done = self._steps - self._epoch_mark
         complete = done >= self._steps_per_epoch
-        abandoned = 0 < done and not self._resuming
+        abandoned = done > 0 and not self._resuming
         if complete or abandoned:
             self._epoch += 1
             self._epoch_mark = self._steps
@@ -236,21 +235,25 @@ class VirtualDataLoader(Generic[T]):
         else:
             position = self._strategy.save(batches_in_pass)
         done = self._steps - self._epoch_mark
-        epoch, in_epoch = (self._epoch + 1, 0) if done >= self._steps_per_epoch else (
-            self._epoch,
-            done,
+        epoch, in_epoch = (
+            (self._epoch + 1, 0)
+            if done >= self._steps_per_epoch
+            else (
+                self._epoch,
+                done,
+            )
         )
         return {
-            S.VERSION_KEY: S.VERSION,
-            S.STEPS_PER_EPOCH: self._steps_per_epoch,
-            S.EPOCH: epoch,
-            S.BATCHES_IN_EPOCH: in_epoch,
-            S.STEPS: self._steps,
-            S.PASS: pass_index,
-            S.BATCHES_IN_PASS: batches_in_pass,
-            S.RESUME: {
-                S.STRATEGY: self._strategy.name,
-                S.FINGERPRINT: self._strategy.fingerprint(),
+            _state.VERSION_KEY: _state.VERSION,
+            _state.STEPS_PER_EPOCH: self._steps_per_epoch,
+            _state.EPOCH: epoch,
+            _state.BATCHES_IN_EPOCH: in_epoch,
+            _state.STEPS: self._steps,
+            _state.PASS: pass_index,
+            _state.BATCHES_IN_PASS: batches_in_pass,
+            _state.RESUME: {
+                _state.STRATEGY: self._strategy.name,
+                _state.FINGERPRINT: self._strategy.fingerprint(),
                 **position,
             },
         }
@@ -271,52 +274,27 @@ class VirtualDataLoader(Generic[T]):
             ValueError: a key is missing, the version is unknown, or the checkpoint was saved
                 with settings that give another sample order (the message names the key).
         """
-        S.check_version(state_dict)
-        counters = {key: S.require_count(state_dict, key) for key in S.COUNTERS}
-        if counters[S.STEPS_PER_EPOCH] < 1:
+        saved = _state.parse(state_dict)
+        if saved.strategy != self._strategy.name:
             raise ValueError(
-                f"state['{S.STEPS_PER_EPOCH}'] must be an int >= 1 "
-                f"(got {counters[S.STEPS_PER_EPOCH]})"
+                f"state['resume']['strategy'] is {saved.strategy!r}, but this loader resumes by "
+                f"{self._strategy.name!r}: the checkpoint comes from a differently built loader; "
+                "wrap the same kind of loader as the run that saved it"
             )
-        if counters[S.BATCHES_IN_EPOCH] > counters[S.STEPS]:
-            raise ValueError(
-                f"state['{S.BATCHES_IN_EPOCH}'] ({counters[S.BATCHES_IN_EPOCH]}) cannot exceed "
-                f"state['{S.STEPS}'] ({counters[S.STEPS]})"
-            )
-        if counters[S.BATCHES_IN_PASS] > counters[S.STEPS]:
-            raise ValueError(
-                f"state['{S.BATCHES_IN_PASS}'] ({counters[S.BATCHES_IN_PASS]}) cannot exceed "
-                f"state['{S.STEPS}'] ({counters[S.STEPS]})"
-            )
-        resume = S.require(state_dict, S.RESUME, Mapping)
-        strategy = S.require(resume, S.STRATEGY, str, f"state['{S.RESUME}']")
-        if strategy != self._strategy.name:
-            raise ValueError(
-                f"state['{S.RESUME}']['{S.STRATEGY}'] is {strategy!r}, but this loader resumes "
-                f"by {self._strategy.name!r}: the checkpoint comes from a differently built "
-                "loader; wrap the same kind of loader as the run that saved it"
-            )
-        S.check_fingerprint(
-            self._strategy.fingerprint(),
-            S.require(resume, S.FINGERPRINT, Mapping, f"state['{S.RESUME}']"),
-        )
-        self._strategy.check(resume)
+        _state.check_fingerprint(self._strategy.fingerprint(), saved.fingerprint)
+        self._strategy.check(saved.position)
         # Everything is valid: apply.
-        self._strategy.adopt(resume)
-        steps = counters[S.STEPS]
-        in_epoch = min(counters[S.BATCHES_IN_EPOCH], self._steps_per_epoch)
-        self._steps = steps
-        self._epoch = counters[S.EPOCH]
-        self._epoch_mark = steps - in_epoch
-        self._pass = counters[S.PASS]
-        self._pass_mark = steps - counters[S.BATCHES_IN_PASS]
+        self._strategy.adopt(saved.position)
+        in_epoch = min(saved.batches_in_epoch, self._steps_per_epoch)
+        self._steps = saved.steps
+        self._epoch = saved.epoch
+        self._epoch_mark = saved.steps - in_epoch
+        self._pass = saved.pass_index
+        self._pass_mark = saved.steps - saved.batches_in_pass
         self._resuming = True
-        if self._inner is not None or self._active is not None:
-            active = self._active() if self._active is not None else None
-            if active is not None:
-                active.close()
-            self._active = None
+        active = self._active() if self._active is not None else None
+        if active is not None:
+            active.close()  # an iteration begun before the load must not go on
+        self._active = None
         self._inner = None
-        self._reopen_at = {
-            key: value for key, value in resume.items() if key not in (S.STRATEGY, S.FINGERPRINT)
-        }
+        self._reopen_at = saved.position

@@ -1,0 +1,120 @@
+"""Shared test helpers: datasets that report what was loaded, and the resume checker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from virtual_epochs import VirtualDataLoader
+
+
+class IndexDataset(Dataset[int]):
+    """Sample ``i`` is ``i``; every ``__getitem__`` is recorded in ``loaded``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.loaded: list[int] = []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        self.loaded.append(int(index))
+        return int(index)
+
+
+class FailOnce(Dataset[int]):
+    """Sample ``i`` is ``i``, but loading ``bad`` raises ``error`` the first time.
+
+    "The first time" is recorded in the file ``marker``, so it holds across worker processes.
+    """
+
+    def __init__(self, n: int, bad: int, error: BaseException, marker: Path) -> None:
+        self.n = n
+        self.bad = bad
+        self.error = error
+        self.marker = marker
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        if index == self.bad and not self.marker.exists():
+            self.marker.touch()
+            raise self.error
+        return int(index)
+
+
+def plain(batch: Any) -> Any:
+    """Turn a batch (tensors, lists, tuples, ints) into comparable plain Python values."""
+    if isinstance(batch, torch.Tensor):
+        return batch.tolist()
+    if isinstance(batch, (list, tuple)):
+        return [plain(item) for item in batch]
+    if isinstance(batch, dict):
+        return {key: plain(value) for key, value in batch.items()}
+    return batch
+
+
+def run_epochs(vl: VirtualDataLoader[Any], epochs: int) -> list[list[Any]]:
+    """Iterate ``vl`` from ``vl.epoch`` up to epoch ``epochs``; return each epoch's batches."""
+    return [[plain(batch) for batch in vl] for _ in range(vl.epoch, epochs)]
+
+
+def round_trip(state: dict[str, Any]) -> dict[str, Any]:
+    """Return ``state`` after a JSON round trip (which also proves it is plain)."""
+    copied: dict[str, Any] = json.loads(json.dumps(state))
+    return copied
+
+
+def assert_resumes_exactly(
+    make: Callable[[], VirtualDataLoader[Any]],
+    epochs: int,
+    *,
+    save_at: Iterable[int] | None = None,
+    make_resumed: Callable[[], VirtualDataLoader[Any]] | None = None,
+    flatten: bool = False,
+) -> None:
+    """Check that a loader restored at any step continues exactly as the uninterrupted run.
+
+    Runs ``make()`` for ``epochs`` epochs, saving ``state_dict()`` (through JSON) after every
+    step in ``save_at`` (default: every step, and before the first). For each saved state, a
+    fresh ``make_resumed()`` (default ``make()``) loads it and runs to the same end; its epoch
+    numbers and batches must equal the uninterrupted run's from that step on. With ``flatten``
+    the batches are compared as one stream of samples (for a changed batch size).
+    """
+    vl = make()
+    wanted = set(save_at) if save_at is not None else None
+    states: dict[int, dict[str, Any]] = {}
+    stream: list[tuple[int, Any]] = []  # (epoch, batch) in order
+    if wanted is None or 0 in wanted:
+        states[0] = round_trip(vl.state_dict())
+    for epoch in range(epochs):
+        for batch in vl:
+            stream.append((epoch, plain(batch)))
+            if wanted is None or len(stream) in wanted:
+                states[len(stream)] = round_trip(vl.state_dict())
+    assert len(stream) == epochs * vl.steps_per_epoch
+    for step, state in states.items():
+        resumed = (make_resumed or make)()
+        resumed.load_state_dict(state)
+        expected_epoch = stream[step][0] if step < len(stream) else epochs
+        assert resumed.epoch == expected_epoch, f"epoch after loading the state of step {step}"
+        got = [(epoch, plain(batch)) for epoch in range(resumed.epoch, epochs) for batch in resumed]
+        expected = stream[step:]
+        if flatten:
+            assert _samples(got) == _samples(expected), f"samples after step {step}"
+        else:
+            assert got == expected, f"batches after resuming at step {step}"
+
+
+def _samples(stream: Sequence[tuple[int, Any]]) -> list[Any]:
+    out: list[Any] = []
+    for _, batch in stream:
+        out.extend(batch if isinstance(batch, list) else [batch])
+    return out

@@ -1,0 +1,351 @@
+"""VirtualDataLoader: epochs, passes, laziness, set_epoch, and bad input."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from _helpers import FailOnce, IndexDataset, plain
+from torch.utils.data import DataLoader, DistributedSampler
+
+from virtual_epochs import InfiniteSampler, VirtualDataLoader
+
+# ----------------------------------------------------------------------- the blog post
+
+
+class SimpleDataset:
+    """The blog post's two-sample dataset."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        return index, index
+
+
+def test_blog_example_one_step_per_epoch(capsys: pytest.CaptureFixture[str]) -> None:
+    loader = DataLoader(SimpleDataset(), batch_size=1)  # type: ignore[arg-type]
+    virtual_loader = VirtualDataLoader(loader, steps_per_epoch=1)
+    for x, y in virtual_loader:
+        print(x, y)
+    assert capsys.readouterr().out == "tensor([0]) tensor([0])\n"
+
+
+def test_blog_example_four_steps_walk_the_dataset_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    loader = DataLoader(SimpleDataset(), batch_size=1)  # type: ignore[arg-type]
+    virtual_loader = VirtualDataLoader(loader, steps_per_epoch=4)
+    for x, y in virtual_loader:
+        print(x, y)
+    assert capsys.readouterr().out == (
+        "tensor([0]) tensor([0])\n"
+        "tensor([1]) tensor([1])\n"
+        "tensor([0]) tensor([0])\n"
+        "tensor([1]) tensor([1])\n"
+    )
+
+
+# ------------------------------------------------------------------- epochs and stream
+
+
+@pytest.mark.parametrize("steps_per_epoch", [1, 2, 3, 7, 10, 23])
+def test_epochs_have_exactly_steps_per_epoch_batches_and_continue_the_stream(
+    steps_per_epoch: int,
+) -> None:
+    batches = list(range(7))
+    vl = VirtualDataLoader(batches, steps_per_epoch)
+    epochs = [list(vl) for _ in range(5)]
+    assert all(len(epoch) == steps_per_epoch for epoch in epochs)
+    assert list(itertools.chain(*epochs)) == list(
+        itertools.islice(itertools.cycle(batches), 5 * steps_per_epoch)
+    )
+    assert len(vl) == steps_per_epoch
+    assert vl.steps == 5 * steps_per_epoch
+    assert vl.epoch == 5
+
+
+def test_len_is_steps_per_epoch_always() -> None:
+    vl = VirtualDataLoader(DataLoader(range(10), batch_size=3), steps_per_epoch=5)
+    assert len(vl) == 5
+    it = iter(vl)
+    next(it)
+    assert len(vl) == 5
+    state = vl.state_dict()
+    fresh = VirtualDataLoader(DataLoader(range(10), batch_size=3), steps_per_epoch=5)
+    fresh.load_state_dict(state)
+    assert len(fresh) == 5
+    assert len(list(fresh)) == 4  # the rest of the epoch, while len() keeps the full epoch
+
+
+def test_abandoned_epoch_does_not_shorten_the_next_one_nor_rewind_the_stream() -> None:
+    vl = VirtualDataLoader(list(range(100)), steps_per_epoch=10)
+    first = []
+    for batch in vl:
+        first.append(batch)
+        if len(first) == 3:
+            break
+    assert vl.epoch == 0
+    second = list(vl)
+    assert first == [0, 1, 2]
+    assert second == list(range(3, 13))
+    assert vl.epoch == 2
+
+
+def test_loop_stopped_right_at_the_boundary_gets_no_empty_epoch() -> None:
+    # Frameworks stop pulling after len() batches: the generator is never resumed.
+    vl = VirtualDataLoader(list(range(5)), steps_per_epoch=3)
+    epochs = [list(itertools.islice(iter(vl), len(vl))) for _ in range(3)]
+    assert epochs == [[0, 1, 2], [3, 4, 0], [1, 2, 3]]
+    assert vl.epoch == 3
+
+
+def test_epoch_counts_as_complete_once_its_last_batch_is_handed_out() -> None:
+    vl = VirtualDataLoader(list(range(5)), steps_per_epoch=2)
+    it = iter(vl)
+    assert (vl.epoch, vl.step_in_epoch) == (0, 0)
+    next(it)
+    assert (vl.epoch, vl.step_in_epoch) == (0, 1)
+    next(it)
+    assert (vl.epoch, vl.step_in_epoch) == (1, 0)
+    state = vl.state_dict()
+    assert (state["epoch"], state["batches_in_epoch"]) == (1, 0)
+    resumed = VirtualDataLoader(list(range(5)), steps_per_epoch=2)
+    resumed.load_state_dict(state)
+    assert list(resumed) == [2, 3]  # a whole next epoch, not an empty remainder
+
+
+def test_range_from_epoch_reads_naturally() -> None:
+    vl = VirtualDataLoader(list(range(4)), steps_per_epoch=3)
+    seen = [(epoch, list(vl)) for epoch in range(vl.epoch, 3)]
+    assert [epoch for epoch, _ in seen] == [0, 1, 2]
+    assert list(range(vl.epoch, 3)) == []
+
+
+# --------------------------------------------------------------------------- laziness
+
+
+class CountingIterable:
+    """A re-iterable of ``batches`` that counts how often a pass was started."""
+
+    def __init__(self, batches: list[Any]) -> None:
+        self.batches = batches
+        self.started = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self.started += 1
+        return iter(self.batches)
+
+
+def test_iter_is_lazy_and_a_discarded_iterator_changes_nothing() -> None:
+    source = CountingIterable([1, 2, 3])
+    vl = VirtualDataLoader(source, steps_per_epoch=2)
+    iter(vl)  # Lightning calls iter() once and throws the result away
+    assert source.started == 0
+    assert (vl.epoch, vl.steps) == (0, 0)
+    assert list(vl) == [1, 2]
+    assert source.started == 1
+
+
+def test_an_older_iteration_stops_when_a_newer_one_starts() -> None:
+    vl = VirtualDataLoader(list(range(10)), steps_per_epoch=4)
+    old = iter(vl)
+    assert next(old) == 0
+    new = iter(vl)
+    assert next(new) == 1  # the old epoch was abandoned; the stream continues
+    with pytest.raises(StopIteration):
+        next(old)
+    assert list(new) == [2, 3, 4]
+
+
+def test_wraps_a_custom_reiterable_and_restarts_it_every_pass() -> None:
+    source = CountingIterable(["a", "b"])
+    vl = VirtualDataLoader(source, steps_per_epoch=5)
+    assert list(vl) == ["a", "b", "a", "b", "a"]
+    assert source.started == 3
+
+
+# ------------------------------------------------------------------------- set_epoch
+
+
+def test_set_epoch_is_the_pass_index_so_every_pass_is_a_new_shuffle() -> None:
+    n = 12
+    sampler = DistributedSampler(range(n), num_replicas=2, rank=0, shuffle=True, seed=3)
+    loader = DataLoader(range(n), batch_size=2, sampler=sampler)
+    vl = VirtualDataLoader(loader, steps_per_epoch=4)  # 3 batches per pass
+    got = [plain(batch) for _ in range(3) for batch in vl]
+
+    def pass_order(pass_index: int) -> list[int]:
+        reference = DistributedSampler(range(n), num_replicas=2, rank=0, shuffle=True, seed=3)
+        reference.set_epoch(pass_index)
+        return list(reference)
+
+    expected = [pass_order(p) for p in range(4)]
+    flat = [i for batch in got for i in batch]
+    assert flat == [i for order in expected for i in order]
+    assert expected[0] != expected[1]  # the check above would not notice equal passes
+    assert sampler.epoch == 3
+
+
+def test_set_epoch_reaches_the_batch_samplers_sampler() -> None:
+    sampler = DistributedSampler(range(8), num_replicas=1, rank=0, shuffle=True, seed=1)
+    batch_sampler = torch.utils.data.BatchSampler(sampler, batch_size=4, drop_last=False)
+    loader = DataLoader(range(8), batch_sampler=batch_sampler)
+    vl = VirtualDataLoader(loader, steps_per_epoch=5)
+    list(vl)
+    assert sampler.epoch == 2  # passes 0, 1 and 2 were started
+
+
+# --------------------------------------------------------------------- InfiniteSampler
+
+
+def test_infinite_sampler_inner_loader_never_ends() -> None:
+    dataset = IndexDataset(10)
+    loader = DataLoader(dataset, batch_size=4, sampler=InfiniteSampler(10, seed=5))
+    vl = VirtualDataLoader(loader, steps_per_epoch=3)
+    assert vl.strategy == "seek"
+    flat = [i for _ in range(5) for batch in vl for i in batch.tolist()]
+    expected = list(itertools.islice(InfiniteSampler(10, seed=5), 60))
+    assert flat == expected
+    passes = [sorted(flat[i : i + 10]) for i in range(0, 60, 10)]
+    assert all(p == list(range(10)) for p in passes)
+
+
+def test_sample_order_does_not_depend_on_the_global_rng() -> None:
+    def run() -> list[Any]:
+        loader = DataLoader(range(20), batch_size=3, sampler=InfiniteSampler(20, seed=2))
+        vl = VirtualDataLoader(loader, steps_per_epoch=4)
+        return [plain(batch) for _ in range(3) for batch in vl]
+
+    torch.manual_seed(0)
+    first = run()
+    torch.manual_seed(12345)
+    assert run() == first
+
+
+# ---------------------------------------------------------------------- failure modes
+
+
+def test_one_shot_iterator_gets_an_error_when_a_restart_is_needed() -> None:
+    vl = VirtualDataLoader((i for i in range(3)), steps_per_epoch=5)
+    it = iter(vl)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(TypeError, match=r"one-shot iterator and cannot start pass 1"):
+        next(it)
+
+
+def test_one_shot_iterator_is_fine_for_one_pass() -> None:
+    vl = VirtualDataLoader(iter(range(6)), steps_per_epoch=3)
+    assert [list(vl) for _ in range(2)] == [[0, 1, 2], [3, 4, 5]]
+
+
+@pytest.mark.parametrize(
+    "loader",
+    [
+        pytest.param([], id="empty-list"),
+        pytest.param(DataLoader(range(0), batch_size=2), id="empty-dataset"),
+        pytest.param(DataLoader(range(3), batch_size=4, drop_last=True), id="drop-last-drops-all"),
+    ],
+)
+def test_a_pass_without_batches_is_an_error_naming_the_loader(loader: Any) -> None:
+    vl = VirtualDataLoader(loader, steps_per_epoch=3)
+    with pytest.raises(ValueError, match=r"pass 0 of 'loader' .* yielded no batch"):
+        next(iter(vl))
+    assert vl.steps == 0
+
+
+def test_a_later_empty_pass_is_an_error_too() -> None:
+    class Shrinking:
+        def __init__(self) -> None:
+            self.passes = [[1, 2], []]
+
+        def __iter__(self) -> Iterator[int]:
+            return iter(self.passes.pop(0))
+
+    vl = VirtualDataLoader(Shrinking(), steps_per_epoch=5)
+    it = iter(vl)
+    assert [next(it), next(it)] == [1, 2]
+    with pytest.raises(ValueError, match=r"pass 1 of 'loader' .* yielded no batch"):
+        next(it)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_loader_exception_propagates_unchanged_and_the_step_is_not_counted(
+    num_workers: int, tmp_path: Path
+) -> None:
+    dataset = FailOnce(10, bad=5, error=KeyError("corrupt sample 5"), marker=tmp_path / "failed")
+    loader = DataLoader(dataset, batch_size=2, num_workers=num_workers)
+    vl = VirtualDataLoader(loader, steps_per_epoch=4)
+    got = []
+    with pytest.raises(KeyError, match="corrupt sample 5") as info:
+        for batch in vl:
+            got.append(batch.tolist())
+    if num_workers == 0:
+        assert info.value is dataset.error
+    assert got == [[0, 1], [2, 3]]
+    assert vl.steps == 2
+    assert vl.state_dict()["batches_in_pass"] == 2
+    # The failed batch comes again, nothing skipped or repeated; the interrupted epoch was
+    # abandoned, so a whole new one starts.
+    assert [b.tolist() for b in vl] == [[4, 5], [6, 7], [8, 9], [0, 1]]
+    assert vl.epoch == 2
+
+
+class BrokenIterable:
+    def __iter__(self) -> Iterator[int]:
+        raise OSError("storage unreachable")
+
+
+def test_error_starting_a_pass_propagates() -> None:
+    vl = VirtualDataLoader(BrokenIterable(), steps_per_epoch=2)
+    with pytest.raises(OSError, match="storage unreachable"):
+        list(vl)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"steps_per_epoch": 0}, ValueError, r"'steps_per_epoch' must be an int >= 1 \(got 0\)"),
+        ({"steps_per_epoch": -1}, ValueError, r"'steps_per_epoch' must be an int >= 1 \(got -1\)"),
+        (
+            {"steps_per_epoch": 2.5},
+            TypeError,
+            r"'steps_per_epoch' must be an int >= 1 \(got 2.5 of type float\); pass the number",
+        ),
+        (
+            {"steps_per_epoch": True},
+            TypeError,
+            r"'steps_per_epoch' must be an int >= 1 \(got True of type bool\)",
+        ),
+        (
+            {"steps_per_epoch": "10"},
+            TypeError,
+            r"'steps_per_epoch' must be an int >= 1 \(got '10' of type str\)",
+        ),
+        (
+            {"steps_per_epoch": None},
+            TypeError,
+            r"'steps_per_epoch' must be an int >= 1 \(got None of type NoneType\)",
+        ),
+        (
+            {"loader": None},
+            TypeError,
+            r"'loader' must be an iterable of batches, such as a DataLoader \(got None",
+        ),
+        (
+            {"loader": 5},
+            TypeError,
+            r"'loader' must be an iterable of batches, such as a DataLoader \(got 5 of type int",
+        ),
+    ],
+)
+def test_bad_arguments_get_clear_errors(kwargs: dict[str, Any], error: type, message: str) -> None:
+    arguments: dict[str, Any] = {"loader": [1, 2], "steps_per_epoch": 3, **kwargs}
+    with pytest.raises(error, match=message):
+        VirtualDataLoader(**arguments)
+
+
+def test_repr_names_the_loader_and_the_epoch_length() -> None:
+    assert repr(VirtualDataLoader([1, 2], 3)) == "VirtualDataLoader([1, 2], steps_per_epoch=3)"
