@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import torch
-from _helpers import FailOnce, IndexDataset, plain
 from torch.utils.data import DataLoader, DistributedSampler
 
+from _helpers import FailOnce, IndexDataset, plain
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
 
 # ----------------------------------------------------------------------- the blog post
@@ -278,10 +278,10 @@ def test_loader_exception_propagates_unchanged_and_the_step_is_not_counted(
     dataset = FailOnce(10, bad=5, error=KeyError("corrupt sample 5"), marker=tmp_path / "failed")
     loader = DataLoader(dataset, batch_size=2, num_workers=num_workers)
     vl = VirtualDataLoader(loader, steps_per_epoch=4)
-    got = []
+    iterator = iter(vl)
+    got = [next(iterator).tolist() for _ in range(2)]
     with pytest.raises(KeyError, match="corrupt sample 5") as info:
-        for batch in vl:
-            got.append(batch.tolist())
+        next(iterator)
     if num_workers == 0:
         assert info.value is dataset.error
     assert got == [[0, 1], [2, 3]]

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import torch
-from _helpers import IndexDataset, assert_resumes_exactly, plain, round_trip, run_epochs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.utils.data import (
@@ -19,6 +18,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
+from _helpers import IndexDataset, assert_resumes_exactly, plain, round_trip, run_epochs
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
 
 Factory = Callable[[], VirtualDataLoader[Any]]
