@@ -17,6 +17,7 @@ from torch.utils.data import (
     IterableDataset,
     SequentialSampler,
 )
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from _helpers import IndexDataset, assert_resumes_exactly, plain, round_trip, run_epochs
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
@@ -141,6 +142,24 @@ SHAPES: dict[str, tuple[str, Factory]] = {
         ),
     ),
     "list-of-batches": ("replay", lambda: VirtualDataLoader([[0, 1], [2, 3], [4]], 4)),
+    "stateful-dataloader": (
+        "delegate",
+        lambda: VirtualDataLoader(
+            StatefulDataLoader(
+                IndexDataset(11),
+                batch_size=3,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(7),
+            ),
+            4,
+        ),
+    ),
+    "stateful-dataloader-without-generator": (
+        "delegate",
+        lambda: VirtualDataLoader(
+            StatefulDataLoader(IndexDataset(11), batch_size=3, shuffle=True), 4
+        ),
+    ),
     "iterable-dataset-with-state": (
         "delegate",
         lambda: VirtualDataLoader(DataLoader(CountingStream(7), batch_size=2), 3),
@@ -438,3 +457,18 @@ def test_custom_batch_sampler_is_skipped_at_the_batch_level_without_loading() ->
     resumed.load_state_dict(state)
     batch = next(iter(resumed))
     assert dataset.loaded == batch.tolist() == [6]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_stateful_dataloader_resumes_exactly_across_passes(num_workers: int) -> None:
+    def make() -> VirtualDataLoader[Any]:
+        loader = StatefulDataLoader(
+            IndexDataset(10),
+            batch_size=3,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(1),
+            num_workers=num_workers,
+        )
+        return VirtualDataLoader(loader, 3)
+
+    assert_resumes_exactly(make, epochs=4, save_at=[0, 1, 4, 5, 8])

@@ -14,12 +14,8 @@ One strategy per shape of wrapped loader, chosen once by ``choose``, fastest exa
 - ``replay``: anything else. Resuming iterates the pass again and throws the consumed batches
   away, with one warning that says what it costs.
 
-A ``RandomSampler`` (and the other samplers driven by a ``torch.Generator``) has no
-``set_epoch``: its order depends on how far its generator has been advanced, which a new
-process cannot know. ``skip`` therefore gives it a generator of its own, reseeded at every pass
-from ``(seed, pass)``, the way ``DistributedSampler`` seeds from ``seed + epoch``. The seed is
-the user's generator's ``initial_seed()``, or ``torch.initial_seed()`` when the sampler has no
-generator (then the saved seed is adopted on resume, since nobody chose it).
+``skip`` and ``delegate`` make the samplers driven by a ``torch.Generator`` (``RandomSampler``
+and kin) reproducible pass by pass: see ``PassSeeds``.
 """
 
 from __future__ import annotations
@@ -41,10 +37,11 @@ from torch.utils.data import (
 
 from . import _permutation
 from ._protocols import SeekableSampler, Stateful, SupportsSetEpoch
-from ._state import require, require_count
+from ._state import decode, encode, require, require_count
 
 _GENERATOR_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
 _TORCHDATA_BATCH_SAMPLER = "torchdata.stateful_dataloader.sampler.BatchSampler"
+_TORCHDATA_RANDOM_SAMPLER = "torchdata.stateful_dataloader.sampler.RandomSampler"
 
 
 def short_repr(obj: object) -> str:
@@ -89,6 +86,68 @@ def _sized(obj: object) -> int | None:
 def _pass_seed(seed: int, pass_index: int) -> int:
     """Return the generator seed of pass ``pass_index`` for sampler seed ``seed``."""
     return _permutation.splitmix64(seed ^ _permutation.splitmix64(pass_index))
+
+
+def _drives_generator(sampler: object) -> bool:
+    """Whether ``sampler`` draws its order from its ``generator`` attribute at every pass."""
+    kind = type(sampler)
+    return isinstance(sampler, _GENERATOR_SAMPLERS) or (
+        f"{kind.__module__}.{kind.__qualname__}" == _TORCHDATA_RANDOM_SAMPLER
+    )
+
+
+class PassSeeds:
+    """Seeds the loader's generator-driven samplers from ``(seed, pass)`` at every pass.
+
+    Such a sampler (``RandomSampler`` and kin) has no ``set_epoch``: pass ``p``'s order depends
+    on everything its generator drew before, which a new process cannot know. Giving it a
+    generator of its own, reseeded at each pass, makes the order a function of the pass, the way
+    ``DistributedSampler`` seeds from ``seed + epoch``.
+
+    The seed is the user's generator's ``initial_seed()`` (a setting: part of the fingerprint),
+    or, when the sampler came without one, ``torch.initial_seed()``: nobody chose it, so it is
+    saved with the position and adopted on resume. ``adopt_always`` treats every seed as
+    adopted (torchdata's ``RandomSampler`` makes itself a generator when given none).
+    """
+
+    def __init__(self, loader: object, *, adopt_always: bool = False) -> None:
+        batch_sampler = getattr(loader, "batch_sampler", None)
+        found = (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None))
+        self._samplers: list[Any] = []
+        for sampler in found:
+            if _drives_generator(sampler) and all(sampler is not s for s in self._samplers):
+                self._samplers.append(sampler)
+        user = [s.generator for s in self._samplers if s.generator is not None]
+        self._users = bool(user) and not adopt_always
+        self.seed = user[0].initial_seed() if user else torch.initial_seed()
+        self._generator = torch.Generator()
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The user's seed, if the user chose one."""
+        return {"generator_seed": self.seed} if self._samplers and self._users else {}
+
+    def position(self) -> dict[str, Any]:
+        """The adopted seed, saved with the position."""
+        return {"seed": self.seed} if self._samplers and not self._users else {}
+
+    def check(self, saved: Mapping[str, Any]) -> None:
+        """Validate a saved adopted seed."""
+        if self._samplers and not self._users:
+            seed = require_count(saved, "seed", "state['resume']")
+            if seed >= 1 << 64:
+                raise ValueError(f"state['resume']['seed'] must be below 2**64 (got {seed})")
+
+    def adopt(self, saved: Mapping[str, Any]) -> None:
+        """Take over a checked saved seed."""
+        if self._samplers and not self._users:
+            self.seed = saved["seed"]
+
+    def start_pass(self, pass_index: int) -> None:
+        """Seed the samplers for pass ``pass_index`` (before the pass's ``iter()``)."""
+        if self._samplers:
+            self._generator.manual_seed(_pass_seed(self.seed, pass_index))
+            for sampler in self._samplers:
+                sampler.generator = self._generator
 
 
 class Strategy:
@@ -221,15 +280,7 @@ class Skip(Strategy):
                 self._drop_last = batch_sampler.drop_last  # type: ignore[attr-defined]  # above
         self._start_samples = 0  # samples of the pass skipped by the last open
         self._start_batches = 0
-        self._generator_samplers = [
-            s
-            for s in (loader.sampler, getattr(batch_sampler, "sampler", None))
-            if isinstance(s, _GENERATOR_SAMPLERS)
-        ]
-        user = [s.generator for s in self._generator_samplers if s.generator is not None]
-        self._seed_is_users = bool(user)
-        self._seed = user[0].initial_seed() if user else torch.initial_seed()
-        self._generator = torch.Generator()
+        self._seeds = PassSeeds(loader)
 
     @property
     def _by_sample(self) -> bool:
@@ -248,8 +299,7 @@ class Skip(Strategy):
             value = getattr(sampler, attribute, None)
             if isinstance(value, (bool, int)):
                 out[f"sampler.{attribute}"] = value
-        if self._seed_is_users:
-            out["generator_seed"] = self._seed
+        out.update(self._seeds.fingerprint())
         return out
 
     def _samples(self, batches_in_pass: int) -> int:
@@ -264,11 +314,9 @@ class Skip(Strategy):
         return self._position(self._samples(batches_in_pass) if self._by_sample else 0)
 
     def _position(self, samples_in_pass: int) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        out = self._seeds.position()
         if self._by_sample:
             out["samples_in_pass"] = samples_in_pass
-        if self._generator_samplers and not self._seed_is_users:
-            out["seed"] = self._seed
         return out
 
     def check(self, saved: Mapping[str, Any]) -> None:
@@ -280,14 +328,10 @@ class Skip(Strategy):
                     f"{where}['samples_in_pass'] is {samples}, more than the "
                     f"{self._sampler_length} samples in a pass of this loader"
                 )
-        if self._generator_samplers and not self._seed_is_users:
-            seed = require_count(saved, "seed", where)
-            if seed >= 1 << 64:
-                raise ValueError(f"{where}['seed'] must be below 2**64 (got {seed})")
+        self._seeds.check(saved)
 
     def adopt(self, saved: Mapping[str, Any]) -> None:
-        if self._generator_samplers and not self._seed_is_users:
-            self._seed = saved["seed"]
+        self._seeds.adopt(saved)
 
     def finished(self, batches_in_pass: int) -> bool:
         if self._by_sample:
@@ -300,10 +344,7 @@ class Skip(Strategy):
         self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
     ) -> Iterator[Any]:
         set_epoch(self._dl, pass_index)
-        if self._generator_samplers:
-            self._generator.manual_seed(_pass_seed(self._seed, pass_index))
-            for sampler in self._generator_samplers:
-                sampler.generator = self._generator
+        self._seeds.start_pass(pass_index)
         self._start_batches = batches_in_pass
         if self._by_sample:
             self._start_samples = saved["samples_in_pass"] if saved is not None else 0
@@ -351,21 +392,27 @@ class Delegate(Strategy):
     def __init__(self, loader: Iterable[Any], target: Stateful) -> None:
         super().__init__(loader)
         self._target = target
+        self._seeds = PassSeeds(loader, adopt_always=True)
 
     def save(self, batches_in_pass: int) -> dict[str, Any]:
         del batches_in_pass
-        return {"inner": self._target.state_dict()}
+        return {**self._seeds.position(), "inner": encode(self._target.state_dict())}
 
     def check(self, saved: Mapping[str, Any]) -> None:
         require(saved, "inner", dict, "state['resume']")
+        self._seeds.check(saved)
+
+    def adopt(self, saved: Mapping[str, Any]) -> None:
+        self._seeds.adopt(saved)
 
     def open(
         self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
     ) -> Iterator[Any]:
         set_epoch(self.loader, pass_index)
+        self._seeds.start_pass(pass_index)
         if saved is None:
             return iter(self.loader)
-        self._target.load_state_dict(saved["inner"])
+        self._target.load_state_dict(decode(saved["inner"]))
         if batches_in_pass:
             return iter(self.loader)
         # At the start of a pass the saved inner state may still describe the end of the

@@ -24,8 +24,12 @@ was expected and what was found.
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Mapping
 from typing import Any, NamedTuple
+
+import torch
 
 from ._checks import describe
 
@@ -164,3 +168,57 @@ def parse(state: Any) -> Saved:
         fingerprint,
         position,
     )
+
+
+_TENSOR = "__tensor__"
+_TUPLE = "__tuple__"
+_ITEMS = "__items__"
+
+
+def encode(value: Any) -> Any:
+    """Return ``value`` (a wrapped loader's state) as plain JSON-safe values.
+
+    Tensors (torchdata saves its generator state as one) become base64 text of their
+    ``torch.save`` bytes, tuples and dicts with keys other than strings become tagged dicts;
+    ``decode`` reverses it exactly.
+
+    >>> import json
+    >>> state = {"yielded": 3, "pair": (1, 2), 7: [None, 1.5], "t": torch.tensor([1, 2])}
+    >>> back = decode(json.loads(json.dumps(encode(state))))
+    >>> back["pair"], back[7], back["t"].tolist()
+    ((1, 2), [None, 1.5], [1, 2])
+    """
+    if isinstance(value, torch.Tensor):
+        buffer = io.BytesIO()
+        torch.save(value.detach().cpu(), buffer)
+        return {_TENSOR: base64.b64encode(buffer.getvalue()).decode("ascii")}
+    if isinstance(value, tuple):
+        return {_TUPLE: [encode(item) for item in value]}
+    if isinstance(value, list):
+        return [encode(item) for item in value]
+    if isinstance(value, Mapping):
+        if all(isinstance(key, str) for key in value):
+            return {key: encode(item) for key, item in value.items()}
+        return {_ITEMS: [[encode(key), encode(item)] for key, item in value.items()]}
+    return value
+
+
+def decode(value: Any) -> Any:
+    """Reverse ``encode``."""
+    if isinstance(value, list):
+        return [decode(item) for item in value]
+    if isinstance(value, Mapping):
+        if len(value) == 1 and _TENSOR in value:
+            data = base64.b64decode(value[_TENSOR])
+            return torch.load(io.BytesIO(data), weights_only=True)
+        if len(value) == 1 and _TUPLE in value:
+            return tuple(decode(item) for item in value[_TUPLE])
+        if len(value) == 1 and _ITEMS in value:
+            return {_hashable(decode(key)): decode(item) for key, item in value[_ITEMS]}
+        return {key: decode(item) for key, item in value.items()}
+    return value
+
+
+def _hashable(key: Any) -> Any:
+    """A decoded dict key: lists (from JSON) become tuples again."""
+    return tuple(_hashable(item) for item in key) if isinstance(key, list) else key
