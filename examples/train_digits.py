@@ -21,9 +21,9 @@ What makes the resume exact:
 - the data position: ``VirtualDataLoader.state_dict()`` in the checkpoint; with an
   ``InfiniteSampler`` inside, resuming seeks the sampler (O(1), nothing replayed);
 - model, optimizer and LR scheduler states, and the global RNG state (the model has dropout);
-- a ``DataLoader`` with a generator of its own: without one, starting its iterator draws from the
-  global RNG, so a resumed run (which starts one at the resume point) would shift the dropout
-  masks;
+- a ``DataLoader`` with a generator of its own, so that its workers' seeds never depend on
+  the global RNG (``VirtualDataLoader`` itself leaves the global RNG untouched when it restarts
+  the iterator at the resume point);
 - determinism on CPU: one thread, ``torch.use_deterministic_algorithms(True)``, explicit seeds.
 
 Checkpoints are written to a temporary file and renamed over the old one (``os.replace``), so a

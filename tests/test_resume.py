@@ -472,3 +472,29 @@ def test_stateful_dataloader_resumes_exactly_across_passes(num_workers: int) -> 
         return VirtualDataLoader(loader, 3)
 
     assert_resumes_exactly(make, epochs=4, save_at=[0, 1, 4, 5, 8])
+
+
+@pytest.mark.parametrize(
+    "shape", ["infinite-sampler", "shuffle-without-generator", "list-of-batches"]
+)
+def test_resuming_leaves_the_global_rng_where_the_uninterrupted_run_has_it(shape: str) -> None:
+    make = SHAPES[shape][1]
+    saved: list[tuple[dict[str, Any], torch.Tensor]] = []
+
+    def train(vl: VirtualDataLoader[Any], epochs: int, save_at: int = -1) -> list[float]:
+        # A training step draws random numbers (dropout, say) for every batch.
+        out = []
+        for _ in range(vl.epoch, epochs):
+            for _ in vl:
+                out.append(torch.rand(()).item())
+                if vl.steps == save_at:
+                    saved.append((vl.state_dict(), torch.get_rng_state()))
+        return out
+
+    torch.manual_seed(0)
+    expected = train(make(), 4, save_at=6)
+    state, rng = saved[0]
+    resumed = make()
+    resumed.load_state_dict(state)
+    torch.set_rng_state(rng)
+    assert train(resumed, 4) == expected[6:]

@@ -12,6 +12,8 @@ import weakref
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
+import torch
+
 from . import _resume, _state
 from ._checks import check_int, describe
 
@@ -186,8 +188,15 @@ class VirtualDataLoader(Generic[T]):
             )
         self._opened = True
         batches_in_pass = self._steps - self._pass_mark
-        self._inner = self._strategy.open(self._pass, batches_in_pass, self._reopen_at)
-        self._reopen_at = None
+        if self._reopen_at is None:
+            self._inner = self._strategy.open(self._pass, batches_in_pass, None)
+        else:
+            # A reopen happens where the uninterrupted run opened nothing, and starting a
+            # DataLoader iterator draws from the global RNG (its workers' base seed): leave the
+            # global RNG as it was, so that a restored run's model sees the same random numbers.
+            with torch.random.fork_rng(devices=[]):
+                self._inner = self._strategy.open(self._pass, batches_in_pass, self._reopen_at)
+            self._reopen_at = None
         return self._inner
 
     def _end_pass(self) -> None:
