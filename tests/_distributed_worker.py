@@ -1,0 +1,79 @@
+"""What each rank runs in the multi-process tests (spawned, with a real gloo process group).
+
+Every rank trains for a few virtual epochs, records the dataset indices of its batches, joins
+one collective per step (as DDP's gradient all-reduce would: an uneven rank would hang it), and
+gathers ``state_dict()`` from all ranks at every step. Rank 0 writes a JSON report that the test
+checks: batches per rank and step, whether the states agreed, and the state after ``save_at``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from virtual_epochs import InfiniteSampler, VirtualDataLoader
+
+
+def run(rank: int, world_size: int, config: dict[str, Any]) -> None:
+    """Entry point for ``torch.multiprocessing.spawn``: one rank of one scenario."""
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{config['rendezvous']}",
+        rank=rank,
+        world_size=world_size,
+        timeout=timedelta(seconds=30),
+    )
+    try:
+        report = _train(rank, world_size, config)
+        reports: list[Any] = [None] * world_size
+        dist.all_gather_object(reports, report)
+        if rank == 0:
+            Path(config["report"]).write_text(json.dumps(reports))
+    finally:
+        dist.destroy_process_group()
+
+
+def loader(config: dict[str, Any]) -> VirtualDataLoader[Any]:
+    n, batch = config["n"], config["batch"]
+    if config["sampler"] == "infinite":
+        sampler: Any = InfiniteSampler(n, seed=config["seed"])  # rank, world size from dist
+    else:
+        sampler = DistributedSampler(range(n), shuffle=True, seed=config["seed"])
+    return VirtualDataLoader(DataLoader(range(n), batch_size=batch, sampler=sampler), config["spe"])
+
+
+def _train(rank: int, world_size: int, config: dict[str, Any]) -> dict[str, Any]:
+    vl = loader(config)
+    if config.get("load"):
+        vl.load_state_dict(json.loads(Path(config["load"]).read_text()))
+    batches: list[list[int]] = []
+    states_agree = True
+    saved = None
+    for _ in range(vl.epoch, config["epochs"]):
+        for batch in vl:
+            batches.append(batch.tolist())
+            step = torch.ones(())
+            dist.all_reduce(step)  # a collective every step: a rank that ran out would hang it
+            assert int(step) == world_size
+            states: list[Any] = [None] * world_size
+            dist.all_gather_object(states, vl.state_dict())
+            states_agree = states_agree and all(state == states[0] for state in states)
+            if vl.steps == config.get("save_at"):
+                saved = vl.state_dict()
+    return {
+        "rank": rank,
+        "batches": batches,
+        "states_agree": states_agree,
+        "saved": saved,
+        "steps": vl.steps,
+        "epoch": vl.epoch,
+        "sampler_epoch": getattr(vl.loader.sampler, "epoch", None),  # type: ignore[attr-defined]
+    }
