@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from _helpers import plain, run_epochs
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
@@ -252,3 +252,13 @@ def test_state_of_a_list_loader_is_plain_and_small() -> None:
     resumed = VirtualDataLoader([[1], [2], [3]], 2)
     resumed.load_state_dict(state)
     assert [plain(batch) for batch in resumed] == [[2]]
+
+
+def test_distributed_sampler_checkpoint_is_refused_on_another_number_of_ranks() -> None:
+    def make(replicas: int) -> VirtualDataLoader[Any]:
+        sampler = DistributedSampler(range(20), num_replicas=replicas, rank=0, seed=1)
+        return VirtualDataLoader(DataLoader(range(20), batch_size=2, sampler=sampler), 3)
+
+    state = saved_mid_epoch(lambda: make(2))
+    with pytest.raises(ValueError, match=r"\['sampler.num_replicas'\] is 2 but this loader has 3"):
+        make(3).load_state_dict(state)
