@@ -121,8 +121,10 @@ BAD_STATES: list[tuple[str, tuple[str, ...], Any, type, str]] = [
         ("resume", "fingerprint", "seed"),
         2,
         ValueError,
-        r"different sample order: state\['resume'\]\['fingerprint'\]\['seed'\] is 2 but this "
-        r"loader has 1",
+        (
+            r"different sample order: state\['resume'\]\['fingerprint'\]\['seed'\] is 2 but "
+            r"this loader has 1"
+        ),
     ),
     (
         "other dataset size",
