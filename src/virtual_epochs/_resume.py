@@ -270,9 +270,12 @@ class Skip(Strategy):
         self._dl = loader
         batch_sampler = loader.batch_sampler
         self._sampler_length: int | None = None
+        self._pass_batches: int | None = None  # batches per pass, when counted in batches
         self._batch = 1
         self._drop_last = False
-        if batch_sampler is None or _is_plain_batch_sampler(batch_sampler):
+        if not (batch_sampler is None or _is_plain_batch_sampler(batch_sampler)):
+            self._pass_batches = _sized(batch_sampler)
+        else:
             # Sample-level position: the batch size may change between runs.
             self._sampler_length = _sized(loader.sampler)
             if batch_sampler is not None:
@@ -338,7 +341,7 @@ class Skip(Strategy):
             assert self._sampler_length is not None
             left = self._sampler_length - self._samples(batches_in_pass)
             return left < (self._batch if self._drop_last else 1)
-        return batches_in_pass >= (_sized(self._dl.batch_sampler) or batches_in_pass + 1)
+        return self._pass_batches is not None and batches_in_pass >= self._pass_batches
 
     def open(
         self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
@@ -435,13 +438,16 @@ class Replay(Strategy):
     name = "replay"
     _warned = False
 
-    def finished(self, batches_in_pass: int) -> bool:
-        loader = self.loader
+    def __init__(self, loader: Iterable[Any]) -> None:
+        super().__init__(loader)
+        # Only trust a length that is exact: a sequence's, or a map-style DataLoader's.
         reliable = isinstance(loader, Sequence) or (
             isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset)
         )
-        length = _sized(loader) if reliable else None
-        return length is not None and batches_in_pass >= length
+        self._length = _sized(loader) if reliable else None
+
+    def finished(self, batches_in_pass: int) -> bool:
+        return self._length is not None and batches_in_pass >= self._length
 
     def open(
         self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
