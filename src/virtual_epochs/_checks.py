@@ -26,9 +26,7 @@ def check_int(name: str, value: Any, *, minimum: int, hint: str = "") -> int:
         ValueError: ``value`` is below ``minimum``.
     """
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"'{name}' must be an int >= {minimum} (got {describe(value)}){hint}"
-        )
+        raise TypeError(f"'{name}' must be an int >= {minimum} (got {describe(value)}){hint}")
     if value < minimum:
         raise ValueError(f"'{name}' must be an int >= {minimum} (got {value}){hint}")
     return value
