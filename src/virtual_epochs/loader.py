@@ -62,6 +62,9 @@ class VirtualDataLoader(Generic[T]):
         self._loader = loader
         self._steps_per_epoch = steps_per_epoch
         self._strategy = _resume.choose(loader)
+        # What decides the sample order, computed once (state_dict() must stay cheap) and
+        # afresh when a checkpoint is checked against it.
+        self._fingerprint = self._strategy.fingerprint()
         self._one_shot = isinstance(loader, Iterator)
         # Progress. Only `_steps` moves on the per-batch path; the rest are marks.
         self._steps = 0  # batches handed out since the start of training
@@ -262,7 +265,7 @@ class VirtualDataLoader(Generic[T]):
             _state.BATCHES_IN_PASS: batches_in_pass,
             _state.RESUME: {
                 _state.STRATEGY: self._strategy.name,
-                _state.FINGERPRINT: self._strategy.fingerprint(),
+                _state.FINGERPRINT: dict(self._fingerprint),
                 **position,
             },
         }
@@ -290,9 +293,11 @@ class VirtualDataLoader(Generic[T]):
                 f"{self._strategy.name!r}: the checkpoint comes from a differently built loader; "
                 "wrap the same kind of loader as the run that saved it"
             )
-        _state.check_fingerprint(self._strategy.fingerprint(), saved.fingerprint)
+        fingerprint = self._strategy.fingerprint()
+        _state.check_fingerprint(fingerprint, saved.fingerprint)
         self._strategy.check(saved.position)
         # Everything is valid: apply.
+        self._fingerprint = fingerprint
         self._strategy.adopt(saved.position)
         in_epoch = min(saved.batches_in_epoch, self._steps_per_epoch)
         self._steps = saved.steps
