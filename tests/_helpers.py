@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch.utils.data import Dataset
 
@@ -118,3 +122,28 @@ def _samples(stream: Sequence[tuple[int, Any]]) -> list[Any]:
     for _, batch in stream:
         out.extend(batch if isinstance(batch, list) else [batch])
     return out
+
+
+def run_command(command: list[str], timeout: float, env: dict[str, str] | None = None) -> str:
+    """Run ``command`` in its own process group and return its output; it must exit 0.
+
+    On timeout the whole group is killed (torchrun's ranks with it) and the test fails: a
+    multi-process test never hangs CI.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    ) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            pytest.fail(f"timed out after {timeout} s: {command}\n{output}")
+    assert process.returncode == 0, output
+    return output

@@ -42,6 +42,7 @@ from ._state import decode, encode, require, require_count
 _GENERATOR_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
 _TORCHDATA_BATCH_SAMPLER = "torchdata.stateful_dataloader.sampler.BatchSampler"
 _TORCHDATA_RANDOM_SAMPLER = "torchdata.stateful_dataloader.sampler.RandomSampler"
+_ACCELERATE_BATCH_SAMPLER_SHARD = "accelerate.data_loader.BatchSamplerShard"
 
 
 def short_repr(obj: object) -> str:
@@ -69,10 +70,42 @@ def set_epoch(loader: object, pass_index: int) -> None:
 
 def _is_plain_batch_sampler(batch_sampler: object) -> bool:
     """Whether ``batch_sampler`` makes fixed-size batches in order, like torch's own."""
-    kind = type(batch_sampler)
-    return kind is BatchSampler or f"{kind.__module__}.{kind.__qualname__}" == (
-        _TORCHDATA_BATCH_SAMPLER
+    return type(batch_sampler) is BatchSampler or (
+        _qualified_name(batch_sampler) == _TORCHDATA_BATCH_SAMPLER
     )
+
+
+def _qualified_name(obj: object) -> str:
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _accelerate_shard(batch_sampler: Any) -> tuple[Any, int] | None:
+    """Return ``(sampler, samples per step)`` behind Accelerate's ``BatchSamplerShard``.
+
+    The shard iterates the whole global stream of batches and keeps every
+    ``num_processes``-th one (or splits each batch, with ``split_batches``), so all processes
+    together consume ``batch_size * num_processes`` samples (``batch_size`` when split) per step.
+    """
+    if _qualified_name(batch_sampler) != _ACCELERATE_BATCH_SAMPLER_SHARD:
+        return None
+    inner = batch_sampler.batch_sampler
+    if not _is_plain_batch_sampler(inner):
+        return None
+    batch = int(inner.batch_size)
+    if not batch_sampler.split_batches:
+        batch *= int(batch_sampler.num_processes)
+    return inner.sampler, batch
+
+
+def _saves_own_state(loader: object) -> bool:
+    """Whether ``loader``'s ``state_dict()`` can be trusted.
+
+    Accelerate's prepared loaders always have ``state_dict()``, which only works when the loader
+    they adapt (``base_dataloader``) is itself stateful (a ``StatefulDataLoader``).
+    """
+    base = getattr(loader, "base_dataloader", None)
+    return base is None or isinstance(base, Stateful)
 
 
 def _sized(obj: object) -> int | None:
@@ -90,9 +123,8 @@ def _pass_seed(seed: int, pass_index: int) -> int:
 
 def _drives_generator(sampler: object) -> bool:
     """Whether ``sampler`` draws its order from its ``generator`` attribute at every pass."""
-    kind = type(sampler)
     return isinstance(sampler, _GENERATOR_SAMPLERS) or (
-        f"{kind.__module__}.{kind.__qualname__}" == _TORCHDATA_RANDOM_SAMPLER
+        _qualified_name(sampler) == _TORCHDATA_RANDOM_SAMPLER
     )
 
 
@@ -478,19 +510,25 @@ class Replay(Strategy):
         return iterator
 
 
+def _seekable(loader: DataLoader[Any]) -> tuple[SeekableSampler, int] | None:
+    """Return the loader's ``SeekableSampler`` and its samples per step (all ranks), if any."""
+    batch_sampler: Any = loader.batch_sampler
+    if batch_sampler is None:
+        found: tuple[Any, int] | None = (loader.sampler, 1)
+    elif _is_plain_batch_sampler(batch_sampler):
+        found = (batch_sampler.sampler, batch_sampler.batch_size)
+    else:
+        found = _accelerate_shard(batch_sampler)
+    if found is None or not isinstance(found[0], SeekableSampler):
+        return None
+    return found
+
+
 def choose(loader: Iterable[Any]) -> Strategy:
     """Return the fastest exact strategy for ``loader``."""
-    if isinstance(loader, DataLoader):
-        batch_sampler = loader.batch_sampler
-        if batch_sampler is None:
-            candidate, batch = loader.sampler, 1
-        elif _is_plain_batch_sampler(batch_sampler):
-            candidate, batch = batch_sampler.sampler, batch_sampler.batch_size  # type: ignore[attr-defined]  # plain BatchSampler
-        else:
-            candidate, batch = None, 0
-        if isinstance(candidate, SeekableSampler):
-            return Seek(loader, candidate, batch)
-    if isinstance(loader, Stateful):
+    if isinstance(loader, DataLoader) and (found := _seekable(loader)) is not None:
+        return Seek(loader, *found)
+    if isinstance(loader, Stateful) and _saves_own_state(loader):
         return Delegate(loader, loader)
     if type(loader) is DataLoader:
         dataset = loader.dataset
