@@ -37,12 +37,13 @@ from torch.utils.data import (
 
 from . import _permutation
 from ._protocols import SeekableSampler, Stateful, SupportsSetEpoch
-from ._state import decode, encode, require, require_count
+from ._state import Saved, decode, encode, require, require_count
 
 _GENERATOR_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
 _TORCHDATA_BATCH_SAMPLER = "torchdata.stateful_dataloader.sampler.BatchSampler"
 _TORCHDATA_RANDOM_SAMPLER = "torchdata.stateful_dataloader.sampler.RandomSampler"
 _ACCELERATE_BATCH_SAMPLER_SHARD = "accelerate.data_loader.BatchSamplerShard"
+_MAX_START = 1 << 62  # a saved sample position; 2**62 more positions fit in an int64
 
 
 def short_repr(obj: object) -> str:
@@ -182,6 +183,15 @@ class PassSeeds:
                 sampler.generator = self._generator
 
 
+def _check_pass_length(saved: Saved, length: int | None) -> None:
+    """Check that the saved position fits in a pass of ``length`` batches (if known)."""
+    if length is not None and saved.batches_in_pass > length:
+        raise ValueError(
+            f"state['batches_in_pass'] is {saved.batches_in_pass}, more than the {length} "
+            "batches in a pass of this loader: the checkpoint comes from another loader"
+        )
+
+
 class Strategy:
     """How passes of one wrapped loader are started and resumed."""
 
@@ -207,8 +217,8 @@ class Strategy:
         """Return the strategy's own keys for the start of a pass not opened yet."""
         return self.save(0)
 
-    def check(self, saved: Mapping[str, Any]) -> None:
-        """Validate the strategy's own keys of a saved state; raise on anything wrong."""
+    def check(self, saved: Saved) -> None:
+        """Validate what the strategy reads of a saved state; raise on anything wrong."""
         del saved
 
     def adopt(self, saved: Mapping[str, Any]) -> None:
@@ -257,8 +267,18 @@ class Seek(Strategy):
             "position": self._base + (batches_in_pass - self._base_batches) * self._samples_per_step
         }
 
-    def check(self, saved: Mapping[str, Any]) -> None:
-        require_count(saved, "position", "state['resume']")
+    def check(self, saved: Saved) -> None:
+        position = require_count(saved.position, "position", "state['resume']")
+        if position > _MAX_START:
+            raise ValueError(
+                f"state['resume']['position'] must be at most 2**62 (got {position}): no run "
+                "gets that far, the state is corrupt"
+            )
+        if saved.pass_index != 0:
+            raise ValueError(
+                f"state['pass'] is {saved.pass_index}, but a loader over an endless "
+                "SeekableSampler has a single pass, 0: the state is corrupt"
+            )
 
     def open(
         self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None
@@ -354,16 +374,18 @@ class Skip(Strategy):
             out["samples_in_pass"] = samples_in_pass
         return out
 
-    def check(self, saved: Mapping[str, Any]) -> None:
+    def check(self, saved: Saved) -> None:
         where = "state['resume']"
         if self._by_sample:
-            samples = require_count(saved, "samples_in_pass", where)
+            samples = require_count(saved.position, "samples_in_pass", where)
             if self._sampler_length is not None and samples > self._sampler_length:
                 raise ValueError(
                     f"{where}['samples_in_pass'] is {samples}, more than the "
                     f"{self._sampler_length} samples in a pass of this loader"
                 )
-        self._seeds.check(saved)
+        else:
+            _check_pass_length(saved, self._pass_batches)
+        self._seeds.check(saved.position)
 
     def adopt(self, saved: Mapping[str, Any]) -> None:
         self._seeds.adopt(saved)
@@ -433,9 +455,18 @@ class Delegate(Strategy):
         del batches_in_pass
         return {**self._seeds.position(), "inner": encode(self._target.state_dict())}
 
-    def check(self, saved: Mapping[str, Any]) -> None:
-        require(saved, "inner", dict, "state['resume']")
-        self._seeds.check(saved)
+    def check(self, saved: Saved) -> None:
+        # What the wrapped loader makes of its own state is its business (torchdata, for
+        # one, reads it at the next iter()).
+        inner = require(saved.position, "inner", dict, "state['resume']")
+        try:
+            decode(inner)
+        except Exception as error:
+            raise ValueError(
+                f"state['resume']['inner'] holds an encoded value that does not decode ({error})"
+                ": the state is corrupt"
+            ) from error
+        self._seeds.check(saved.position)
 
     def adopt(self, saved: Mapping[str, Any]) -> None:
         self._seeds.adopt(saved)
@@ -480,6 +511,9 @@ class Replay(Strategy):
 
     def finished(self, batches_in_pass: int) -> bool:
         return self._length is not None and batches_in_pass >= self._length
+
+    def check(self, saved: Saved) -> None:
+        _check_pass_length(saved, self._length)
 
     def open(
         self, pass_index: int, batches_in_pass: int, saved: Mapping[str, Any] | None

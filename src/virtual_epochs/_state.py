@@ -108,6 +108,9 @@ def check_fingerprint(
     """
     if not isinstance(found, Mapping):
         raise TypeError(f"{where} must be a dict (got {describe(found)})")
+    for key in found:
+        if not isinstance(key, str):
+            raise TypeError(f"{where} keys must be strings (got {describe(key)})")
     for key in sorted(set(expected) | set(found)):
         mine = expected.get(key, "<absent>")
         theirs = found.get(key, "<absent>")

@@ -295,7 +295,7 @@ class VirtualDataLoader(Generic[T]):
             )
         fingerprint = self._strategy.fingerprint()
         _state.check_fingerprint(fingerprint, saved.fingerprint)
-        self._strategy.check(saved.position)
+        self._strategy.check(saved)
         # Everything is valid: apply.
         self._fingerprint = fingerprint
         self._strategy.adopt(saved.position)
