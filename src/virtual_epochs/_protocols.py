@@ -46,11 +46,3 @@ class Stateful(Protocol):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a state returned by ``state_dict``."""
-
-
-@runtime_checkable
-class SupportsSetEpoch(Protocol):
-    """A sampler or dataset whose order depends on an epoch number (``DistributedSampler``)."""
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the order of ``epoch``."""

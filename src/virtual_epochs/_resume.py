@@ -36,7 +36,7 @@ from torch.utils.data import (
 )
 
 from . import _permutation
-from ._protocols import SeekableSampler, Stateful, SupportsSetEpoch
+from ._protocols import SeekableSampler, Stateful
 from ._state import Saved, decode, encode, require, require_count
 
 _GENERATOR_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
@@ -64,9 +64,11 @@ def set_epoch(loader: object, pass_index: int) -> None:
     )
     seen: set[int] = set()
     for part in parts:
-        if isinstance(part, SupportsSetEpoch) and id(part) not in seen:
+        # (A runtime-checkable Protocol would say the same, a hundred times slower.)
+        method = getattr(part, "set_epoch", None)
+        if callable(method) and id(part) not in seen:
             seen.add(id(part))
-            part.set_epoch(pass_index)
+            method(pass_index)
 
 
 def _is_plain_batch_sampler(batch_sampler: object) -> bool:
@@ -450,14 +452,25 @@ class Delegate(Strategy):
         super().__init__(loader)
         self._target = target
         self._seeds = PassSeeds(loader, adopt_always=True)
+        self._opened = False
 
     def save(self, batches_in_pass: int) -> dict[str, Any]:
         del batches_in_pass
         return {**self._seeds.position(), "inner": encode(self._target.state_dict())}
 
+    def pass_start(self) -> dict[str, Any]:
+        if self._opened:
+            return self.save(0)
+        # Before the first pass: nothing to ask the wrapped loader (torchdata's would build its
+        # iterator early, before the pass is seeded); `None` means "a fresh pass".
+        return {**self._seeds.position(), "inner": None}
+
     def check(self, saved: Saved) -> None:
         # What the wrapped loader makes of its own state is its business (torchdata, for
         # one, reads it at the next iter()).
+        if "inner" in saved.position and saved.position["inner"] is None:
+            self._seeds.check(saved.position)
+            return
         inner = require(saved.position, "inner", dict, "state['resume']")
         try:
             decode(inner)
@@ -476,7 +489,8 @@ class Delegate(Strategy):
     ) -> Iterator[Any]:
         set_epoch(self.loader, pass_index)
         self._seeds.start_pass(pass_index)
-        if saved is None:
+        self._opened = True
+        if saved is None or saved["inner"] is None:
             return iter(self.loader)
         self._target.load_state_dict(decode(saved["inner"]))
         if batches_in_pass:

@@ -7,6 +7,7 @@ each pass and resumes inside one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import weakref
 from collections.abc import Generator, Iterable, Iterator, Mapping
@@ -220,6 +221,13 @@ class VirtualDataLoader(Generic[T]):
         """Forget the inner iterator; the next batch reopens the pass at our position."""
         if self._inner is not None:
             self._reopen_at = self._strategy.save(self._steps - self._pass_mark)
+            # A DataLoader iterator left to the garbage collector stops its workers whenever
+            # that runs, and can stall seconds there: stop them now. (A private torch API,
+            # hence the guard.)
+            shutdown = getattr(self._inner, "_shutdown_workers", None)
+            if callable(shutdown):
+                with contextlib.suppress(Exception):
+                    shutdown()
             self._inner = None
 
     # ------------------------------------------------------------------------ checkpoints
