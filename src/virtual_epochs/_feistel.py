@@ -3,8 +3,9 @@
 Trade-off: O(1) memory and O(1) work for the index at any position, whatever the number of
 samples, for about 70 integer operations per index (run on whole tensors of positions at
 once). Small domains are where Feistel networks are weakest (they reach only part of the
-symmetric group), so ``_permutation`` uses this network only above ``SMALL``; the statistical
-tests in ``tests/test_permutation.py`` check the shuffle above it.
+symmetric group: for many ``n`` nearly every pass has the same parity), so ``_permutation`` uses
+this network only above ``SMALL``; the statistical tests in ``tests/test_permutation.py`` check
+the shuffle above it, and ``docs/shuffle-quality.md`` says why parity cannot reach training.
 
 The domain is ``[0, 2**k * b)`` with ``k`` about half the bit length of ``n`` and
 ``b = ceil(n / 2**k)`` (after Black and Rogaway, "Ciphers with arbitrary finite domains"). A
@@ -21,6 +22,8 @@ product stays below ``2**63``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 ROUNDS = 6
@@ -36,8 +39,13 @@ _WALK_IN_PYTHON = 32  # cycle-walk this few values one by one: tensor calls cost
 
 
 def domain(n: int) -> tuple[int, int]:
-    """Return ``(k, b)``: the network permutes ``[0, 2**k * b)``, the smallest such range >= n."""
-    k = max(1, (n - 1).bit_length() // 2)
+    """Return ``(k, b)``: the network permutes ``[0, 2**k * b)``, the smallest such range >= n.
+
+    ``b <= 2**31`` (``k`` grows past half the bits above ``n = 2**62``), so that the products
+    of a hash and ``b`` in ``encrypt`` stay below ``2**63``.
+    """
+    bits = (n - 1).bit_length()
+    k = max(1, bits // 2, bits - 31)
     return k, -(-n // (1 << k))
 
 
@@ -55,7 +63,7 @@ def hash_round_int(v: int, key: int) -> int:
     return (h ^ (h >> 15)) * _HASH_MUL & _M32
 
 
-def encrypt(x: torch.Tensor, k: int, b: int, keys: list[int] | list[torch.Tensor]) -> torch.Tensor:
+def encrypt(x: torch.Tensor, k: int, b: int, keys: Sequence[int | torch.Tensor]) -> torch.Tensor:
     """Apply the network to ``x`` (values in ``[0, 2**k * b)``; consumed) with ``ROUNDS`` keys."""
     high = x >> k
     low = x.bitwise_and_((1 << k) - 1)
@@ -75,7 +83,7 @@ def encrypt_int(x: int, k: int, b: int, keys: list[int]) -> int:
     return (high << k) | low
 
 
-def permute(offsets: torch.Tensor, n: int, keys: list[int] | list[torch.Tensor]) -> torch.Tensor:
+def permute(offsets: torch.Tensor, n: int, keys: Sequence[int | torch.Tensor]) -> torch.Tensor:
     """Return ``perm[offsets]`` for the permutation of ``range(n)`` keyed by ``keys``.
 
     Args:
@@ -88,16 +96,25 @@ def permute(offsets: torch.Tensor, n: int, keys: list[int] | list[torch.Tensor])
     out = encrypt(offsets, k, b, keys)
     todo = torch.nonzero(out >= n).squeeze(1)
     while todo.numel() > _WALK_IN_PYTHON:
-        sub_keys = [key[todo] if isinstance(key, torch.Tensor) else key for key in keys]
-        walked = encrypt(out[todo], k, b, sub_keys)
-        out[todo] = walked
+        # index_select and index_copy_: advanced indexing is far slower on CPU.
+        sub_keys = [
+            key.index_select(0, todo) if isinstance(key, torch.Tensor) else key for key in keys
+        ]
+        walked = encrypt(out.index_select(0, todo), k, b, sub_keys)
+        out.index_copy_(0, todo, walked)
         todo = todo[walked >= n]
-    for i in todo.tolist():
-        own = [int(key[i]) if isinstance(key, torch.Tensor) else key for key in keys]
-        value = int(out[i])
-        while value >= n:
-            value = encrypt_int(value, k, b, own)
-        out[i] = value
+    if todo.numel():
+        # The last few, one by one in Python, read and written with one tensor call per key.
+        count = todo.numel()
+        columns = [
+            key.index_select(0, todo).tolist() if isinstance(key, torch.Tensor) else [key] * count
+            for key in keys
+        ]
+        values = out.index_select(0, todo).tolist()
+        for j, own in enumerate(zip(*columns, strict=True)):
+            while values[j] >= n:
+                values[j] = encrypt_int(values[j], k, b, list(own))
+        out.index_copy_(0, todo, torch.tensor(values, dtype=torch.int64))
     return out
 
 

@@ -27,6 +27,9 @@ from . import _feistel, _sort_shuffle
 MAX_POSITION = (1 << 63) - 1
 """Positions (and so ``n``) must stay below ``2**63``: they are ``int64`` here."""
 
+MAX_START = 1 << 62
+"""Where a stream may start (or be resumed) at most: ``2**62`` more positions fit in ``int64``."""
+
 _M32 = 0xFFFFFFFF
 _M64 = (1 << 64) - 1
 _HASH_MUL = 0x045D9F3B
@@ -43,7 +46,7 @@ def splitmix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def _hash32(x: PassIndex) -> PassIndex:
+def hash32(x: PassIndex) -> PassIndex:
     """Mix a 32-bit value into a 32-bit value (a bijection of ``[0, 2**32)``)."""
     x = ((x >> 16) ^ x) * _HASH_MUL & _M32
     x = ((x >> 16) ^ x) * _HASH_MUL & _M32
@@ -69,7 +72,7 @@ def pass_keys(seed: int, pass_index: PassIndex) -> list[PassIndex]:
     """
     low = pass_index & _M32
     high = pass_index >> 32
-    return [_hash32(_hash32(low ^ s0) ^ high ^ s1) for s0, s1 in _salts(seed)]
+    return [hash32(hash32(low ^ s0) ^ high ^ s1) for s0, s1 in _salts(seed)]
 
 
 def index_at(position: int, *, n: int, seed: int, shuffle: bool) -> int:
@@ -80,6 +83,8 @@ def index_at(position: int, *, n: int, seed: int, shuffle: bool) -> int:
     >>> sorted(index_at(g, n=5, seed=7, shuffle=True) for g in range(10, 15))
     [0, 1, 2, 3, 4]
     """
+    if not 0 <= position <= MAX_POSITION:
+        raise OverflowError(f"sample positions must be in [0, 2**63) (got {position})")
     pass_index, offset = divmod(position, n)
     if not shuffle or n == 1:
         return offset
@@ -102,9 +107,12 @@ def indices(
     ...     index_at(g, n=5, seed=0, shuffle=True) for g in range(10, 20, 2)]
     True
     """
+    last = first + stride * (count - 1)
+    if first < 0 or last > MAX_POSITION:
+        raise OverflowError(f"sample positions must be in [0, 2**63) (got {first} to {last})")
     positions = torch.arange(count, dtype=torch.int64).mul_(stride).add_(first)
     first_pass = first // n
-    last_pass = (first + stride * (count - 1)) // n
+    last_pass = last // n
     if first_pass == last_pass:
         offsets = positions.sub_(first_pass * n)
         passes = None
@@ -113,10 +121,14 @@ def indices(
         offsets = positions.sub_(passes * n)
     if not shuffle or n == 1:
         return offsets
+    # Gathers use index_select: advanced indexing (``t[rows]``) is several times slower on CPU,
+    # and much slower still when the cores are busy.
+    sparse = passes is not None and last_pass - first_pass >= count  # a stride above n
     if n <= _feistel.SMALL:
-        if (last_pass - first_pass + 1) * n > _TABLE_LIMIT and count > 1:
-            # Many passes in one chunk (a large stride over a tiny dataset): split it so the
-            # table of whole-pass permutations stays small.
+        # Whole-pass permutations, one row per pass that a position falls in.
+        table_rows = 1 if passes is None else count if sparse else last_pass - first_pass + 1
+        if table_rows * n > _TABLE_LIMIT:
+            # Many passes in one chunk: split it so that the table stays small.
             half = count // 2
             rest = first + stride * half
             return torch.cat(
@@ -125,14 +137,24 @@ def indices(
                     indices(rest, stride, count - half, n=n, seed=seed, shuffle=True),
                 ]
             )
-        distinct = torch.arange(first_pass, last_pass + 1, dtype=torch.int64)
-        table = _sort_shuffle.permutations(n, pass_keys(seed, distinct))
         if passes is None:
-            return table[0, offsets]
-        return table[passes.sub_(first_pass), offsets]
+            # Keys hashed in Python: cheaper than a dozen tensor calls on a one-element tensor.
+            keys = [torch.tensor([key]) for key in pass_keys(seed, first_pass)]
+            flat = offsets
+        elif sparse:
+            keys = pass_keys(seed, passes)
+            flat = offsets.add_(torch.arange(0, count * n, n, dtype=torch.int64))
+        else:
+            keys = pass_keys(seed, torch.arange(first_pass, last_pass + 1, dtype=torch.int64))
+            flat = offsets.add_(passes.sub_(first_pass).mul_(n))
+        return _sort_shuffle.permutations(n, keys).view(-1).index_select(0, flat)
     if passes is None:
         return _feistel.permute(offsets, n, pass_keys(seed, first_pass))
+    if sparse:
+        # Hash each position's own pass.
+        return _feistel.permute(offsets, n, pass_keys(seed, passes))
     # Keys per distinct pass, gathered per position: far fewer hashes than positions.
     distinct = torch.arange(first_pass, last_pass + 1, dtype=torch.int64)
     rows = passes.sub_(first_pass)
-    return _feistel.permute(offsets, n, [key[rows] for key in pass_keys(seed, distinct)])
+    keys = [key.index_select(0, rows) for key in pass_keys(seed, distinct)]
+    return _feistel.permute(offsets, n, keys)

@@ -43,7 +43,6 @@ _GENERATOR_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler
 _TORCHDATA_BATCH_SAMPLER = "torchdata.stateful_dataloader.sampler.BatchSampler"
 _TORCHDATA_RANDOM_SAMPLER = "torchdata.stateful_dataloader.sampler.RandomSampler"
 _ACCELERATE_BATCH_SAMPLER_SHARD = "accelerate.data_loader.BatchSamplerShard"
-_MAX_START = 1 << 62  # a saved sample position; 2**62 more positions fit in an int64
 
 
 def short_repr(obj: object) -> str:
@@ -120,8 +119,16 @@ def _sized(obj: object) -> int | None:
 
 
 def _pass_seed(seed: int, pass_index: int) -> int:
-    """Return the generator seed of pass ``pass_index`` for sampler seed ``seed``."""
-    return _permutation.splitmix64(seed ^ _permutation.splitmix64(pass_index))
+    """Return the generator seed of pass ``pass_index`` for sampler seed ``seed``.
+
+    ``torch.Generator.manual_seed`` keeps only the low 32 bits of a seed, so the seeds are 32-bit
+    and all different for ``2**32`` consecutive passes (a bijection of ``base + pass``):
+
+    >>> len({_pass_seed(7, p) for p in range(100_000)})
+    100000
+    """
+    base = _permutation.splitmix64(seed) & 0xFFFFFFFF
+    return _permutation.hash32((base + pass_index) & 0xFFFFFFFF)
 
 
 def _drives_generator(sampler: object) -> bool:
@@ -271,7 +278,7 @@ class Seek(Strategy):
 
     def check(self, saved: Saved) -> None:
         position = require_count(saved.position, "position", "state['resume']")
-        if position > _MAX_START:
+        if position > _permutation.MAX_START:
             raise ValueError(
                 f"state['resume']['position'] must be at most 2**62 (got {position}): no run "
                 "gets that far, the state is corrupt"

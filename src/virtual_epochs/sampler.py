@@ -18,35 +18,49 @@ from torch.utils.data import Sampler
 from . import _permutation
 from ._checks import check_bool, check_int, describe
 from ._distributed import resolve_rank
-from ._state import VERSION, check_fingerprint, require_count
+from ._state import VERSION, require
 
 _FIRST_CHUNK = 1024  # small, so that the first index comes in well under a millisecond
 _MAX_CHUNK = 32768  # big enough to amortise tensor calls, small enough to stay in cache
 _MAX_SEED = (1 << 64) - 1
+_STATE_KEYS = {"version": int, "start": int, "num_samples": int, "seed": int, "shuffle": bool}
+
+
+def _check_position(name: str, value: Any) -> int:
+    """Return ``value`` if it is a start position: an ``int`` in ``[0, 2**62]``."""
+    check_int(name, value, minimum=0)
+    if value > _permutation.MAX_START:
+        raise ValueError(
+            f"'{name}' must be an int <= 2**62 (got {value}): the stream needs room before "
+            "its positions pass 2**63"
+        )
+    return int(value)
 
 
 class _Stream:
     """One iteration of an ``InfiniteSampler``: chunks of indices, and how far it got."""
 
     def __init__(self, sampler: InfiniteSampler, start: int) -> None:
-        self._sampler = sampler
+        # Copies, not the sampler: the sampler refers to its latest stream, and a reference
+        # back would keep both (and a chunk of indices) alive until the garbage collector runs.
+        self._n, self._seed, self._shuffle = sampler.num_samples, sampler.seed, sampler.shuffle
+        self._rank, self._world_size = sampler.rank, sampler.world_size
         self.start = start
         self._done = 0  # indices in the chunks before the current one
         self._chunk: Iterator[int] = iter(())
         self._chunk_size = 0
 
     def chunks(self) -> Iterator[Iterator[int]]:
-        s = self._sampler
-        first = self.start + s.rank
+        first = self.start + self._rank
         size = _FIRST_CHUNK
         while True:
             values = _permutation.indices(
-                first + s.world_size * (self._done + self._chunk_size),
-                s.world_size,
+                first + self._world_size * (self._done + self._chunk_size),
+                self._world_size,
                 size,
-                n=s.num_samples,
-                seed=s.seed,
-                shuffle=s.shuffle,
+                n=self._n,
+                seed=self._seed,
+                shuffle=self._shuffle,
             ).tolist()
             self._done += self._chunk_size
             self._chunk = iter(values)
@@ -57,7 +71,7 @@ class _Stream:
     def position(self) -> int:
         """Return the global position of the next row of indices this iteration yields."""
         left = operator.length_hint(self._chunk)
-        return self.start + self._sampler.world_size * (self._done + self._chunk_size - left)
+        return self.start + self._world_size * (self._done + self._chunk_size - left)
 
 
 class InfiniteSampler(Sampler[int]):
@@ -86,7 +100,7 @@ class InfiniteSampler(Sampler[int]):
     >>> list(itertools.islice(sampler, 6))
     [2, 3, 0, 1, 2, 3]
     >>> ranks = [InfiniteSampler(10, seed=1, rank=r, world_size=2) for r in range(2)]
-    >>> first_pass = [i for row in zip(*ranks) for i in row][:10]
+    >>> first_pass = [i for row in itertools.islice(zip(*ranks), 5) for i in row]
     >>> sorted(first_pass)
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     """
@@ -103,12 +117,12 @@ class InfiniteSampler(Sampler[int]):
     ) -> None:
         if isinstance(data_source, int) and not isinstance(data_source, bool):
             n = check_int("data_source", data_source, minimum=1)
-        elif isinstance(data_source, Sized):
+        elif isinstance(data_source, Sized) and not isinstance(data_source, (str, bytes)):
             n = len(data_source)
             if n < 1:
+                kind = type(data_source).__name__
                 raise ValueError(
-                    f"'data_source' must hold at least one sample (got a {type(data_source).__name__}"
-                    " of length 0)"
+                    f"'data_source' must hold at least one sample (got a {kind} of length 0)"
                 )
         else:
             raise TypeError(
@@ -121,7 +135,7 @@ class InfiniteSampler(Sampler[int]):
         check_int("seed", seed, minimum=0)
         if seed > _MAX_SEED:
             raise ValueError(f"'seed' must be below 2**64 (got {seed})")
-        check_int("start", start, minimum=0)
+        _check_position("start", start)
         self._rank, self._world_size = resolve_rank(rank, world_size)
         self._n = n
         self._shuffle = shuffle
@@ -160,15 +174,16 @@ class InfiniteSampler(Sampler[int]):
         return self._start
 
     def seek(self, position: int) -> None:
-        """Make the next ``iter()`` start at global sample ``position`` (iterators already
-        made are not affected).
+        """Make the next ``iter()`` start at global sample ``position``.
+
+        Iterators already made are not affected.
 
         >>> sampler = InfiniteSampler(3, shuffle=False)
         >>> sampler.seek(4)
         >>> next(iter(sampler))
         1
         """
-        check_int("position", position, minimum=0)
+        _check_position("position", position)
         self._start = position
         self._live = None
 
@@ -207,17 +222,47 @@ class InfiniteSampler(Sampler[int]):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue from a ``state_dict()``: the next ``iter()`` starts where it stood.
 
+        The state may come from any rank and any world size: ``start`` is a global position.
+
         Raises:
             ValueError: the state was saved with other settings, or is malformed.
             TypeError: a value has the wrong type.
         """
         if not isinstance(state_dict, dict):
-            raise TypeError(f"'state_dict' must be a dict (got {describe(state_dict)})")
+            raise TypeError(
+                "'state_dict' must be a dict returned by InfiniteSampler.state_dict() "
+                f"(got {describe(state_dict)})"
+            )
         where = "InfiniteSampler state"
-        version = require_count(state_dict, "version", where)
-        if version != VERSION:
-            raise ValueError(f"{where}['version'] is {version}; this release reads {VERSION}")
-        start = require_count(state_dict, "start", where)
-        saved = {key: value for key, value in state_dict.items() if key not in ("version", "start")}
-        check_fingerprint(self.fingerprint(), saved, where)
+        found = sorted(map(str, state_dict))
+        for key in _STATE_KEYS:
+            if key not in state_dict:
+                raise ValueError(
+                    f"{where} has no key '{key}' (found keys {found}); pass a dict returned by "
+                    "InfiniteSampler.state_dict()"
+                )
+        for key in found:
+            if key not in _STATE_KEYS:
+                raise ValueError(
+                    f"{where} has an unexpected key '{key}' (expected keys "
+                    f"{sorted(_STATE_KEYS)}); pass a dict returned by InfiniteSampler.state_dict()"
+                )
+        for key, kind in _STATE_KEYS.items():
+            require(state_dict, key, kind, where)
+        if state_dict["version"] != VERSION:
+            raise ValueError(
+                f"{where}['version'] is {state_dict['version']}, but this version of "
+                f"virtual_epochs reads version {VERSION} only; resume with the virtual_epochs "
+                "release that wrote it"
+            )
+        start = state_dict["start"]
+        if not 0 <= start <= _permutation.MAX_START:
+            raise ValueError(f"{where}['start'] must be an int in [0, 2**62] (got {start})")
+        for key, mine in self.fingerprint().items():
+            if state_dict[key] != mine:
+                raise ValueError(
+                    f"{where}['{key}'] is {state_dict[key]!r} but this sampler has {mine!r}: the "
+                    "checkpoint was saved with another sample order; create the sampler with the "
+                    "settings that wrote it, or start a new run"
+                )
         self.seek(start)
