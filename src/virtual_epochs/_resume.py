@@ -15,7 +15,8 @@ One strategy per shape of wrapped loader, chosen once by ``choose``, fastest exa
   away, with one warning that says what it costs.
 
 ``skip`` and ``delegate`` make the samplers driven by a ``torch.Generator`` (``RandomSampler``
-and kin) reproducible pass by pass: see ``PassSeeds``.
+and kin) reproducible pass by pass: see ``_pass_seeds``. What is recognised in a loader, and
+how, is in ``_shapes``.
 """
 
 from __future__ import annotations
@@ -25,171 +26,20 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-import torch
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    IterableDataset,
-    RandomSampler,
-    SubsetRandomSampler,
-    WeightedRandomSampler,
-)
+from torch.utils.data import BatchSampler, DataLoader, IterableDataset
 
 from . import _permutation
+from ._pass_seeds import PassSeeds
 from ._protocols import SeekableSampler, Stateful
+from ._shapes import (
+    accelerate_shard,
+    is_plain_batch_sampler,
+    saves_own_state,
+    set_epoch,
+    short_repr,
+    sized,
+)
 from ._state import Saved, decode, encode, require, require_count
-
-_GENERATOR_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
-_TORCHDATA_BATCH_SAMPLER = "torchdata.stateful_dataloader.sampler.BatchSampler"
-_TORCHDATA_RANDOM_SAMPLER = "torchdata.stateful_dataloader.sampler.RandomSampler"
-_ACCELERATE_BATCH_SAMPLER_SHARD = "accelerate.data_loader.BatchSamplerShard"
-
-
-def short_repr(obj: object) -> str:
-    """Return a one-line ``repr`` of ``obj`` for messages."""
-    text = repr(obj).replace("\n", " ")
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def set_epoch(loader: object, pass_index: int) -> None:
-    """Call ``set_epoch(pass_index)`` on the loader and on its samplers and dataset that have it."""
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    parts = (
-        loader,
-        getattr(loader, "sampler", None),
-        batch_sampler,
-        getattr(batch_sampler, "sampler", None),
-        getattr(loader, "dataset", None),
-    )
-    seen: set[int] = set()
-    for part in parts:
-        # (A runtime-checkable Protocol would say the same, a hundred times slower.)
-        method = getattr(part, "set_epoch", None)
-        if callable(method) and id(part) not in seen:
-            seen.add(id(part))
-            method(pass_index)
-
-
-def _is_plain_batch_sampler(batch_sampler: object) -> bool:
-    """Whether ``batch_sampler`` makes fixed-size batches in order, like torch's own."""
-    return type(batch_sampler) is BatchSampler or (
-        _qualified_name(batch_sampler) == _TORCHDATA_BATCH_SAMPLER
-    )
-
-
-def _qualified_name(obj: object) -> str:
-    kind = type(obj)
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-def _accelerate_shard(batch_sampler: Any) -> tuple[Any, int] | None:
-    """Return ``(sampler, samples per step)`` behind Accelerate's ``BatchSamplerShard``.
-
-    The shard iterates the whole global stream of batches and keeps every
-    ``num_processes``-th one (or splits each batch, with ``split_batches``), so all processes
-    together consume ``batch_size * num_processes`` samples (``batch_size`` when split) per step.
-    """
-    if _qualified_name(batch_sampler) != _ACCELERATE_BATCH_SAMPLER_SHARD:
-        return None
-    inner = batch_sampler.batch_sampler
-    if not _is_plain_batch_sampler(inner):
-        return None
-    batch = int(inner.batch_size)
-    if not batch_sampler.split_batches:
-        batch *= int(batch_sampler.num_processes)
-    return inner.sampler, batch
-
-
-def _saves_own_state(loader: object) -> bool:
-    """Whether ``loader``'s ``state_dict()`` can be trusted.
-
-    Accelerate's prepared loaders always have ``state_dict()``, which only works when the loader
-    they adapt (``base_dataloader``) is itself stateful (a ``StatefulDataLoader``).
-    """
-    base = getattr(loader, "base_dataloader", None)
-    return base is None or isinstance(base, Stateful)
-
-
-def _sized(obj: object) -> int | None:
-    """Return ``len(obj)``, or ``None`` where it has none."""
-    try:
-        return len(obj)  # type: ignore[arg-type]  # probing: anything may have a length
-    except TypeError:
-        return None
-
-
-def _pass_seed(seed: int, pass_index: int) -> int:
-    """Return the generator seed of pass ``pass_index`` for sampler seed ``seed``.
-
-    ``torch.Generator.manual_seed`` keeps only the low 32 bits of a seed, so the seeds are 32-bit
-    and all different for ``2**32`` consecutive passes (a bijection of ``base + pass``):
-
-    >>> len({_pass_seed(7, p) for p in range(100_000)})
-    100000
-    """
-    base = _permutation.splitmix64(seed) & 0xFFFFFFFF
-    return _permutation.hash32((base + pass_index) & 0xFFFFFFFF)
-
-
-def _drives_generator(sampler: object) -> bool:
-    """Whether ``sampler`` draws its order from its ``generator`` attribute at every pass."""
-    return isinstance(sampler, _GENERATOR_SAMPLERS) or (
-        _qualified_name(sampler) == _TORCHDATA_RANDOM_SAMPLER
-    )
-
-
-class PassSeeds:
-    """Seeds the loader's generator-driven samplers from ``(seed, pass)`` at every pass.
-
-    Such a sampler (``RandomSampler`` and kin) has no ``set_epoch``: pass ``p``'s order depends
-    on everything its generator drew before, which a new process cannot know. Giving it a
-    generator of its own, reseeded at each pass, makes the order a function of the pass, the way
-    ``DistributedSampler`` seeds from ``seed + epoch``.
-
-    The seed is the user's generator's ``initial_seed()`` (a setting: part of the fingerprint),
-    or, when the sampler came without one, ``torch.initial_seed()``: nobody chose it, so it is
-    saved with the position and adopted on resume. ``adopt_always`` treats every seed as
-    adopted (torchdata's ``RandomSampler`` makes itself a generator when given none).
-    """
-
-    def __init__(self, loader: object, *, adopt_always: bool = False) -> None:
-        batch_sampler = getattr(loader, "batch_sampler", None)
-        found = (getattr(loader, "sampler", None), getattr(batch_sampler, "sampler", None))
-        self._samplers: list[Any] = []
-        for sampler in found:
-            if _drives_generator(sampler) and all(sampler is not s for s in self._samplers):
-                self._samplers.append(sampler)
-        user = [s.generator for s in self._samplers if s.generator is not None]
-        self._users = bool(user) and not adopt_always
-        self.seed = user[0].initial_seed() if user else torch.initial_seed()
-        self._generator = torch.Generator()
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The user's seed, if the user chose one."""
-        return {"generator_seed": self.seed} if self._samplers and self._users else {}
-
-    def position(self) -> dict[str, Any]:
-        """The adopted seed, saved with the position."""
-        return {"seed": self.seed} if self._samplers and not self._users else {}
-
-    def check(self, saved: Mapping[str, Any]) -> None:
-        """Validate a saved adopted seed."""
-        if self._samplers and not self._users:
-            seed = require_count(saved, "seed", "state['resume']")
-            if seed >= 1 << 64:
-                raise ValueError(f"state['resume']['seed'] must be below 2**64 (got {seed})")
-
-    def adopt(self, saved: Mapping[str, Any]) -> None:
-        """Take over a checked saved seed."""
-        if self._samplers and not self._users:
-            self.seed = saved["seed"]
-
-    def start_pass(self, pass_index: int) -> None:
-        """Seed the samplers for pass ``pass_index`` (before the pass's ``iter()``)."""
-        if self._samplers:
-            self._generator.manual_seed(_pass_seed(self.seed, pass_index))
-            for sampler in self._samplers:
-                sampler.generator = self._generator
 
 
 def _check_pass_length(saved: Saved, length: int | None) -> None:
@@ -212,7 +62,7 @@ class Strategy:
     def fingerprint(self) -> dict[str, Any]:
         """Return the settings that decide the order of samples."""
         out: dict[str, Any] = {"loader": type(self.loader).__qualname__}
-        dataset_size = _sized(getattr(self.loader, "dataset", None))
+        dataset_size = sized(getattr(self.loader, "dataset", None))
         if dataset_size is not None:
             out["dataset_size"] = dataset_size
         return out
@@ -334,11 +184,11 @@ class Skip(Strategy):
         self._pass_batches: int | None = None  # batches per pass, when counted in batches
         self._batch = 1
         self._drop_last = False
-        if not (batch_sampler is None or _is_plain_batch_sampler(batch_sampler)):
-            self._pass_batches = _sized(batch_sampler)
+        if not (batch_sampler is None or is_plain_batch_sampler(batch_sampler)):
+            self._pass_batches = sized(batch_sampler)
         else:
             # Sample-level position: the batch size may change between runs.
-            self._sampler_length = _sized(loader.sampler)
+            self._sampler_length = sized(loader.sampler)
             if batch_sampler is not None:
                 self._batch = batch_sampler.batch_size  # type: ignore[attr-defined]  # checked
                 self._drop_last = batch_sampler.drop_last  # type: ignore[attr-defined]  # above
@@ -446,7 +296,7 @@ class Skip(Strategy):
             rest = _Skipped(dl.sampler, skip, self._sampler_length)
             batches: Iterable[Any] = BatchSampler(rest, self._batch, self._drop_last)
         else:
-            batches = _Skipped(dl.batch_sampler, skip, _sized(dl.batch_sampler))
+            batches = _Skipped(dl.batch_sampler, skip, sized(dl.batch_sampler))
         return DataLoader(dl.dataset, batch_sampler=batches, **kwargs)
 
 
@@ -528,7 +378,7 @@ class Replay(Strategy):
         reliable = isinstance(loader, Sequence) or (
             isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset)
         )
-        self._length = _sized(loader) if reliable else None
+        self._length = sized(loader) if reliable else None
 
     def finished(self, batches_in_pass: int) -> bool:
         return self._length is not None and batches_in_pass >= self._length
@@ -570,10 +420,10 @@ def _seekable(loader: DataLoader[Any]) -> tuple[SeekableSampler, int] | None:
     batch_sampler: Any = loader.batch_sampler
     if batch_sampler is None:
         found: tuple[Any, int] | None = (loader.sampler, 1)
-    elif _is_plain_batch_sampler(batch_sampler):
+    elif is_plain_batch_sampler(batch_sampler):
         found = (batch_sampler.sampler, batch_sampler.batch_size)
     else:
-        found = _accelerate_shard(batch_sampler)
+        found = accelerate_shard(batch_sampler)
     if found is None or not isinstance(found[0], SeekableSampler):
         return None
     return found
@@ -583,7 +433,7 @@ def choose(loader: Iterable[Any]) -> Strategy:
     """Return the fastest exact strategy for ``loader``."""
     if isinstance(loader, DataLoader) and (found := _seekable(loader)) is not None:
         return Seek(loader, *found)
-    if isinstance(loader, Stateful) and _saves_own_state(loader):
+    if isinstance(loader, Stateful) and saves_own_state(loader):
         return Delegate(loader, loader)
     if type(loader) is DataLoader:
         dataset = loader.dataset

@@ -17,6 +17,7 @@ import torch
 
 from . import _resume, _state
 from ._checks import check_int, describe
+from ._shapes import short_repr
 
 T = TypeVar("T")
 
@@ -134,7 +135,7 @@ class VirtualDataLoader(Generic[T]):
 
     def __repr__(self) -> str:
         return (
-            f"VirtualDataLoader({_resume.short_repr(self._loader)}, "
+            f"VirtualDataLoader({short_repr(self._loader)}, "
             f"steps_per_epoch={self._steps_per_epoch})"
         )
 
@@ -186,7 +187,7 @@ class VirtualDataLoader(Generic[T]):
         """Start (or restart) the iterator over the current pass, at the current position."""
         if self._opened and self._one_shot:
             raise TypeError(
-                f"'loader' {_resume.short_repr(self._loader)} is a one-shot iterator and cannot "
+                f"'loader' {short_repr(self._loader)} is a one-shot iterator and cannot "
                 f"start pass {self._pass} (or restart one); pass a re-iterable instead, such as "
                 "a DataLoader, a list of batches, or an object whose __iter__ starts a new pass"
             )
@@ -207,7 +208,7 @@ class VirtualDataLoader(Generic[T]):
         """The inner iterator ran out: start the next pass (at the next ``_open``)."""
         if self._steps == self._pass_mark:
             raise ValueError(
-                f"pass {self._pass} of 'loader' {_resume.short_repr(self._loader)} yielded no "
+                f"pass {self._pass} of 'loader' {short_repr(self._loader)} yielded no "
                 "batch, so it cannot fill an epoch of "
                 f"{self._steps_per_epoch} steps; check that its dataset is not empty and that "
                 "drop_last does not drop every batch"
