@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -155,6 +156,20 @@ BAD_STATES: list[tuple[str, tuple[str, ...], Any, type, str]] = [
         r"state\['resume'\] has no key 'position'",
     ),
     (
+        "position beyond 2**62",
+        ("resume", "position"),
+        2**62 + 1,
+        ValueError,
+        r"state\['resume'\]\['position'\] must be at most 2\*\*62 \(got 4611686018427387905\)",
+    ),
+    (
+        "seek state of another pass",
+        ("pass",),
+        1,
+        ValueError,
+        r"state\['pass'\] is 1, but a loader over an endless SeekableSampler has a single pass",
+    ),
+    (
         "negative position",
         ("resume", "position"),
         -3,
@@ -264,3 +279,18 @@ def test_distributed_sampler_checkpoint_is_refused_on_another_number_of_ranks() 
     state = saved_mid_epoch(lambda: make(2))
     with pytest.raises(ValueError, match=r"\['sampler.num_replicas'\] is 2 but this loader has 3"):
         make(3).load_state_dict(state)
+
+
+def test_a_seekable_sampler_that_ends_is_an_error() -> None:
+    class Ending(InfiniteSampler):
+        def __iter__(self) -> Iterator[int]:
+            return itertools.islice(super().__iter__(), 4)
+
+    sampler = Ending(10, seed=1)
+    vl = VirtualDataLoader(DataLoader(range(10), batch_size=2, sampler=sampler), 5)
+    assert vl.strategy == "seek"
+    iterator = iter(vl)
+    first = list(itertools.islice(InfiniteSampler(10, seed=1), 4))
+    assert [next(iterator).tolist() for _ in range(2)] == [first[:2], first[2:]]
+    with pytest.raises(RuntimeError, match=r"ran out, but a SeekableSampler must be endless"):
+        next(iterator)
