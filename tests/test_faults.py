@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -350,13 +351,22 @@ def test_worker_killed_mid_epoch_error_reaches_the_caller_and_resume_is_exact(
     check_recovery(make, vl, delivered, stream, states)
 
 
+def run_epoch_catching(vl: VirtualDataLoader[Any], out: list[Any]) -> str | None:
+    """Append one epoch's batches to ``out``; the message of a RuntimeError that stops it."""
+    try:
+        out.extend(plain(batch) for batch in vl)
+    except RuntimeError as error:
+        return str(error)
+    return None
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.usefixtures("shut_down_workers")
 def test_worker_killed_while_the_loop_body_runs(tmp_path: Path) -> None:
     # torch raises the error from its SIGCHLD handler, wherever the main process is: here in
     # the loop body, with batch 0 in hand. The batch counts (it was handed out); the inner
-    # iterator was not told, so the next batch of the same object raises torch's error again,
-    # and then the pass reopens. A restored loader has no such step.
+    # iterator was not told. A restored loader simply goes on; the same object goes on too,
+    # after torch's error once more (below).
     stream, states = reference(seek)
     dataset = KillOnce(N, bad=stream[3][1][0], marker=tmp_path / "killed", delay=0.3)
     vl = seek(dataset, 2)
@@ -371,13 +381,21 @@ def test_worker_killed_while_the_loop_body_runs(tmp_path: Path) -> None:
     restored = seek(range(N))
     restored.load_state_dict(state)
     assert run_tagged(restored) == stream[1:]
-    with pytest.raises(
-        RuntimeError, match=r"DataLoader worker \(pid\(s\) \d+\) exited unexpectedly"
-    ):
-        next(iter(vl))  # the same object: torch's error once more, ...
-    assert vl.steps == 1
-    after = [plain(batch) for _ in range(3) for batch in vl]  # ... then it reopens
-    assert after == batches(stream[1:13])
+    # The same object. Where torch's error comes again is a race inside torch: at batch 1 when
+    # it still has to unpickle that batch (its shared memory went with the dead worker), else
+    # at batch 3, the one the worker died loading, after torch's 5 s status check. Either way
+    # it comes once, the loader reopens the pass at the first batch not delivered, and the
+    # stream goes on exactly.
+    after: list[Any] = []
+    errors = []
+    for _ in range(4):  # epochs, or attempts after an error
+        message = run_epoch_catching(vl, after)
+        if message is not None:
+            assert re.fullmatch(WORKER_DIED, message)
+            errors.append((len(after), vl.steps))
+    assert errors in ([(0, 1)], [(2, 3)])  # (batches since, steps): nothing counted that failed
+    assert after == batches(stream[1 : 1 + len(after)])
+    assert len(after) >= 10
 
 
 # ------------------------------------------------------------------------------ Ctrl-C
