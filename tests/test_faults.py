@@ -343,7 +343,7 @@ def test_worker_killed_mid_epoch_error_reaches_the_caller_and_resume_is_exact(
     make = MAKERS[name]
     stream, states = reference(make)
     step = 5  # the last batch of the first pass, in epoch 1
-    dataset = KillOnce(N, bad=stream[step][1][0], marker=tmp_path / "killed", delay=0.3)
+    dataset = KillOnce(N, bad=stream[step][1][0], marker=tmp_path / "killed", delay=1.0)
     vl = make(dataset, 2)
     delivered, saved, _ = run_until_error(vl, RuntimeError, match=WORKER_DIED)
     assert len(delivered) == step  # the loop was waiting for the batch the worker died with
