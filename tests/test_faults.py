@@ -9,6 +9,7 @@ checkpoint, or with the same object. docs/faults.md is the table of these cases.
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import re
 import signal
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.stateful_dataloader import (
@@ -177,30 +178,13 @@ def batches(stream: list[tuple[int, Any]]) -> list[Any]:
 FAIL_AT = [0, 2, 4, 5]
 
 
-def _delegate_xfail(name: str, num_workers: int) -> list[pytest.MarkDecorator]:
-    if name == "delegate" and num_workers == 0:
-        return [
-            pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="delegate: a StatefulDataLoader without workers has already advanced "
-                "its sampler past a batch that failed, and that is the state saved: the "
-                "failed batch is skipped (report of issue 8)",
-            )
-        ]
-    return []
-
-
 CASES = [
     pytest.param(
         name,
         num_workers,
         step,
         id=f"{name}-workers{num_workers}-step{step}",
-        marks=[
-            *_delegate_xfail(name, num_workers),
-            pytest.mark.timeout(60),
-        ],
+        marks=pytest.mark.timeout(60),
     )
     for name in MAKERS
     for num_workers in (0, 2)
@@ -225,6 +209,117 @@ def test_dataset_exception_reaches_the_caller_and_nothing_is_lost(
     # (From a worker, torch re-raises the same type with the worker's traceback in the text.)
     assert len(delivered) == step
     check_recovery(make, vl, delivered, stream, states, num_workers)
+
+
+REPLAYING = (
+    r"reopening pass 0 of .* after an error by replaying {} batches from its last consistent"
+)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("shut_down_workers")
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("checkpoints", [True, False], ids=["checkpoint-per-epoch", "none"])
+def test_delegate_resumes_a_failed_batch_from_its_last_consistent_state(
+    num_workers: int, checkpoints: bool, tmp_path: Path
+) -> None:
+    # The wrapped loader's own state after a failed batch is not trusted (torchdata's without
+    # workers has moved past that batch). The position after the error is the state saved by
+    # the last state_dict() (or the start of the pass) plus the batches to replay from it.
+    stream, _ = reference(delegate, num_workers)
+    step = 5  # the last batch of pass 0, the second of epoch 1
+    good = STEPS_PER_EPOCH if checkpoints else 0  # the last consistent point of pass 0
+    dataset = FailOnce(N, stream[step][1][0], DataError("corrupt"), tmp_path / "failed")
+    vl = delegate(dataset, num_workers)
+    delivered = []
+    with pytest.raises(DataError, match="corrupt"):  # noqa: PT012  # the loop is the subject
+        for _ in range(EPOCHS):
+            delivered.extend(plain(batch) for batch in vl)
+            if checkpoints:
+                vl.state_dict()
+    assert delivered == batches(stream[:step])
+    state = round_trip(vl.state_dict())
+    assert (state["steps"], state["pass"], state["batches_in_pass"]) == (step, 0, step)
+    assert state["resume"]["replay"] == step - good
+    assert (state["resume"]["inner"] is None) == (not checkpoints)
+    # A new process restores it: the replay, then the failed batch and the uninterrupted run.
+    restored = delegate(range(N), num_workers)
+    restored.load_state_dict(state)
+    with pytest.warns(UserWarning, match=REPLAYING.format(step - good)):
+        assert run_tagged(restored) == stream[step:]
+    # The same object goes on in the same way.
+    with pytest.warns(UserWarning, match=REPLAYING.format(step - good)):
+        after = [plain(batch) for _ in range(3) for batch in vl]
+    assert after[: len(stream) - step] == batches(stream[step:])
+
+
+BETWEEN = r"state\['resume'\]\['replay'\] must be between 1 and state\['batches_in_pass'\] = 3"
+
+
+@pytest.mark.parametrize(
+    ("replay", "error", "match"),
+    [
+        (0, ValueError, BETWEEN + r" \(got 0\): the state is corrupt"),
+        (4, ValueError, BETWEEN + r" \(got 4\): the state is corrupt"),
+        (-1, ValueError, r"state\['resume'\]\['replay'\] must be an int >= 0 \(got -1\)"),
+        (True, TypeError, r"\['replay'\] must be of type int \(got True of type bool\)"),
+        ("1", TypeError, r"\['replay'\] must be of type int \(got '1' of type str\)"),
+    ],
+    ids=["zero", "more-than-the-pass", "negative", "bool", "str"],
+)
+def test_a_bad_replay_count_is_refused_and_nothing_changes(
+    replay: Any, error: type[Exception], match: str
+) -> None:
+    vl = delegate(range(N))
+    for _ in itertools.islice(vl, 3):
+        pass
+    state = round_trip(vl.state_dict())
+    state["resume"]["replay"] = replay
+    fresh = delegate(range(N))
+    before = fresh.state_dict()
+    with pytest.raises(error, match=match):
+        fresh.load_state_dict(state)
+    assert fresh.state_dict() == before
+
+
+class Stream(IterableDataset[int]):
+    """``range(n)`` as an iterable dataset that saves its own position (resumed by delegation)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.position = 0
+
+    def __iter__(self) -> Iterator[int]:
+        while self.position < self.n:
+            self.position += 1
+            yield self.position - 1
+        self.position = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.position = state["position"]
+
+
+def test_a_replay_longer_than_the_pass_is_an_error_naming_both_counts() -> None:
+    vl = VirtualDataLoader(DataLoader(Stream(7), batch_size=2), STEPS_PER_EPOCH)
+    assert vl.strategy == "delegate"
+    for _ in itertools.islice(vl, 3):
+        pass
+    state = round_trip(vl.state_dict())
+    state["resume"].update(inner=None, replay=3)  # "3 batches from the start of pass 0"
+    shorter = VirtualDataLoader(DataLoader(Stream(3), batch_size=2), STEPS_PER_EPOCH)
+    shorter.load_state_dict(state)  # (nothing in the state says how long a pass is)
+    with (
+        pytest.warns(UserWarning, match="replaying 3 batches"),
+        pytest.raises(
+            ValueError,
+            match=r"cannot resume: pass 0 of .* ended after 2 of the 3 batches to replay; the "
+            "loader must yield the same batches in every run",
+        ),
+    ):
+        next(iter(shorter))
 
 
 @pytest.mark.parametrize(

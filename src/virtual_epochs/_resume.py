@@ -72,6 +72,10 @@ class Strategy:
         del batches_in_pass
         return {}
 
+    def save_after_error(self, batches_in_pass: int) -> dict[str, Any]:
+        """Like ``save``, where a batch failed and the open iterator is about to be dropped."""
+        return self.save(batches_in_pass)
+
     def pass_start(self) -> dict[str, Any]:
         """Return the strategy's own keys for the start of a pass not opened yet."""
         return self.save(0)
@@ -301,7 +305,13 @@ class Skip(Strategy):
 
 
 class Delegate(Strategy):
-    """Nest the state of a loader, or dataset, that saves its own position."""
+    """Nest the state of a loader, or dataset, that saves its own position.
+
+    After a failure inside a batch, the wrapped loader's own state cannot be trusted: torchdata's
+    loader without workers, for one, has already moved its sampler past the failed batch. So
+    the position after an error is the last state known to be consistent (the one saved by the
+    last ``save``, or the start of the pass) and a number of batches to replay from it.
+    """
 
     name = "delegate"
 
@@ -310,14 +320,26 @@ class Delegate(Strategy):
         self._target = target
         self._seeds = PassSeeds(loader, adopt_always=True)
         self._opened = False
+        # The last consistent point of the current pass: (batches into it, the wrapped loader's
+        # state there, encoded, or None for "a fresh pass"). Encoding copies: the wrapped
+        # loader's state may share objects with its live iterator (torchdata's does).
+        self._good: tuple[int, dict[str, Any] | None] = (0, None)
 
     def save(self, batches_in_pass: int) -> dict[str, Any]:
-        del batches_in_pass
-        return {**self._seeds.position(), "inner": encode(self._target.state_dict())}
+        inner = encode(self._target.state_dict())
+        self._good = (batches_in_pass, inner)
+        return {**self._seeds.position(), "inner": encode(inner)}  # (a copy of plain values)
+
+    def save_after_error(self, batches_in_pass: int) -> dict[str, Any]:
+        good_batches, inner = self._good
+        position = {**self._seeds.position(), "inner": None if inner is None else encode(inner)}
+        if batches_in_pass > good_batches:
+            position["replay"] = batches_in_pass - good_batches
+        return position
 
     def pass_start(self) -> dict[str, Any]:
         if self._opened:
-            return self.save(0)
+            return {**self._seeds.position(), "inner": encode(self._target.state_dict())}
         # Before the first pass: nothing to ask the wrapped loader (torchdata's would build its
         # iterator early, before the pass is seeded); `None` means "a fresh pass".
         return {**self._seeds.position(), "inner": None}
@@ -325,6 +347,13 @@ class Delegate(Strategy):
     def check(self, saved: Saved) -> None:
         # What the wrapped loader makes of its own state is its business (torchdata, for
         # one, reads it at the next iter()).
+        if "replay" in saved.position:
+            replay = require_count(saved.position, "replay", "state['resume']")
+            if not 0 < replay <= saved.batches_in_pass:
+                raise ValueError(
+                    f"state['resume']['replay'] must be between 1 and state['batches_in_pass'] "
+                    f"= {saved.batches_in_pass} (got {replay}): the state is corrupt"
+                )
         if "inner" in saved.position and saved.position["inner"] is None:
             self._seeds.check(saved.position)
             return
@@ -347,15 +376,37 @@ class Delegate(Strategy):
         set_epoch(self.loader, pass_index)
         self._seeds.start_pass(pass_index)
         self._opened = True
-        if saved is None or saved["inner"] is None:
-            return iter(self.loader)
-        self._target.load_state_dict(decode(saved["inner"]))
-        if batches_in_pass:
-            return iter(self.loader)
-        # At the start of a pass the saved inner state may still describe the end of the
-        # previous one (it was saved before the new pass began): then the restored iteration is
-        # empty, and the pass starts with a fresh one.
-        return self._fresh_if_empty(iter(self.loader))
+        inner = None if saved is None else saved["inner"]
+        replay: int = 0 if saved is None else saved.get("replay", 0)
+        base = batches_in_pass - replay  # where the loader's own state (or a fresh pass) is
+        self._good = (base, None if inner is None else encode(inner))
+        if inner is not None:
+            self._target.load_state_dict(decode(inner))
+        iterator = iter(self.loader)
+        if inner is not None and base == 0:
+            # At the start of a pass the saved inner state may still describe the end of the
+            # previous one (it was saved before the new pass began): then the restored
+            # iteration is empty, and the pass starts with a fresh one.
+            iterator = self._fresh_if_empty(iterator)
+        if replay:
+            self._replay(iterator, replay, pass_index)
+        return iterator
+
+    def _replay(self, iterator: Iterator[Any], count: int, pass_index: int) -> None:
+        warnings.warn(
+            f"VirtualDataLoader is reopening pass {pass_index} of {short_repr(self.loader)} "
+            f"after an error by replaying {count} batches from its last consistent state (the "
+            "last state_dict(), or the start of the pass): each is loaded again and thrown away",
+            UserWarning,
+            stacklevel=5,
+        )
+        done = sum(1 for _ in itertools.islice(iterator, count))
+        if done < count:
+            raise ValueError(
+                f"cannot resume: pass {pass_index} of {short_repr(self.loader)} ended after "
+                f"{done} of the {count} batches to replay; the loader must yield the same "
+                "batches in every run"
+            )
 
     def _fresh_if_empty(self, restored: Iterator[Any]) -> Iterator[Any]:
         empty = True

@@ -221,7 +221,7 @@ class VirtualDataLoader(Generic[T]):
     def _drop_inner(self) -> None:
         """Forget the inner iterator; the next batch reopens the pass at our position."""
         if self._inner is not None:
-            self._reopen_at = self._strategy.save(self._steps - self._pass_mark)
+            self._reopen_at = self._strategy.save_after_error(self._steps - self._pass_mark)
             # A DataLoader iterator left to the garbage collector stops its workers whenever
             # that runs, and can stall seconds there: stop them now. (A private torch API,
             # hence the guard.)
