@@ -461,11 +461,10 @@ def _inner_case(kind: str, inner: Any, now: Any, what: str) -> Any:
 @pytest.mark.parametrize(
     ("kind", "inner"),
     [
-        _inner_case(
+        pytest.param(
             "delegate-stateful-dataloader",
             {},
-            pytest.fail.Exception,  # (DID NOT RAISE)
-            "an empty inner state silently restarts the pass: its batches come twice",
+            id="an empty inner state, which would restart the pass: its batches twice",
         ),
         _inner_case(
             "delegate-stateful-dataloader", {"_snapshot": 1}, AssertionError, "AssertionError"
@@ -480,3 +479,24 @@ def test_delegate_inner_state_is_checked_at_load(kind: str, inner: Any) -> None:
     with pytest.raises(ValueError, match=r"state\['resume'\]\['inner'\]"):  # noqa: PT012
         vl.load_state_dict(state)
         list(vl)  # (as it is: the load passes, and the error, if any, comes here)
+
+
+def test_an_empty_inner_state_is_refused_inside_a_pass_and_accepted_at_its_start() -> None:
+    state = copy.deepcopy(VALID["delegate-stateful-dataloader"][1])  # mid-pass
+    state["resume"]["inner"] = {}
+    vl = make("delegate-stateful-dataloader")
+    before = vl.state_dict()
+    with pytest.raises(
+        ValueError,
+        match=rf"state\['resume'\]\['inner'\] is empty, but the wrapped loader's state was saved "
+        rf"{state['batches_in_pass']} batches into pass {state['pass']}: its position is missing "
+        "and the pass would start again; the state is corrupt",
+    ):
+        vl.load_state_dict(state)
+    assert vl.state_dict() == before
+    # At the start of a pass, {} is what torchdata itself reads as "a fresh pass": it loads.
+    start = copy.deepcopy(VALID["delegate-stateful-dataloader"][0])
+    expected = continuation(make("delegate-stateful-dataloader"))
+    start["resume"]["inner"] = {}
+    vl.load_state_dict(start)
+    assert continuation(vl) == expected

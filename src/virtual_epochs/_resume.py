@@ -347,6 +347,7 @@ class Delegate(Strategy):
     def check(self, saved: Saved) -> None:
         # What the wrapped loader makes of its own state is its business (torchdata, for
         # one, reads it at the next iter()).
+        replay = 0
         if "replay" in saved.position:
             replay = require_count(saved.position, "replay", "state['resume']")
             if not 0 < replay <= saved.batches_in_pass:
@@ -358,6 +359,14 @@ class Delegate(Strategy):
             self._seeds.check(saved.position)
             return
         inner = require(saved.position, "inner", dict, "state['resume']")
+        if not inner and saved.batches_in_pass > replay:
+            # torchdata reads {} as "no state" and starts the pass again: its batches would
+            # come twice.
+            raise ValueError(
+                f"state['resume']['inner'] is empty, but the wrapped loader's state was saved "
+                f"{saved.batches_in_pass - replay} batches into pass {saved.pass_index}: its "
+                "position is missing and the pass would start again; the state is corrupt"
+            )
         try:
             decode(inner)
         except Exception as error:
