@@ -389,9 +389,19 @@ class Delegate(Strategy):
         replay: int = 0 if saved is None else saved.get("replay", 0)
         base = batches_in_pass - replay  # where the loader's own state (or a fresh pass) is
         self._good = (base, None if inner is None else encode(inner))
-        if inner is not None:
-            self._target.load_state_dict(decode(inner))
-        iterator = iter(self.loader)
+        if inner is None:
+            iterator = iter(self.loader)
+        else:
+            try:
+                self._target.load_state_dict(decode(inner))
+                iterator = iter(self.loader)  # (torchdata applies a loaded state here)
+            except (AssertionError, KeyError, TypeError, ValueError) as error:
+                raise ValueError(
+                    f"state['resume']['inner'] was refused by {short_repr(self._target)} "
+                    f"({type(error).__name__}: {error}): it was saved by a loader built "
+                    "differently (torchdata: another num_workers), or by another version of it, "
+                    "or it is corrupt"
+                ) from error
         if inner is not None and base == 0:
             # At the start of a pass the saved inner state may still describe the end of the
             # previous one (it was saved before the new pass began): then the restored
