@@ -315,8 +315,8 @@ def test_a_replay_longer_than_the_pass_is_an_error_naming_both_counts() -> None:
         pytest.warns(UserWarning, match="replaying 3 batches"),
         pytest.raises(
             ValueError,
-            match=r"cannot resume: pass 0 of .* ended after 2 of the 3 batches to replay; the "
-            "loader must yield the same batches in every run",
+            match=r"cannot resume: pass 0 of .* ended after 2 of the 3 batches to replay to reach "
+            "the saved position; the loader must yield the same batches in every run",
         ),
     ):
         next(iter(shorter))

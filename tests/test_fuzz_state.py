@@ -444,7 +444,9 @@ def test_replay_beyond_the_pass_of_an_iterable_without_length() -> None:
     state = _edited("replay-iterable", ("batches_in_pass",), 4)
     vl = make("replay-iterable")
     vl.load_state_dict(state)
-    with pytest.raises(ValueError, match=r"cannot resume: pass 1 of .* ended after 3 batches"):
+    with pytest.raises(
+        ValueError, match=r"cannot resume: pass 1 of .* ended after 3 of the 4 batches to replay"
+    ):
         next(iter(vl))
 
 

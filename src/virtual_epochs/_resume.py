@@ -419,13 +419,7 @@ class Delegate(Strategy):
             UserWarning,
             stacklevel=5,
         )
-        done = sum(1 for _ in itertools.islice(iterator, count))
-        if done < count:
-            raise ValueError(
-                f"cannot resume: pass {pass_index} of {short_repr(self.loader)} ended after "
-                f"{done} of the {count} batches to replay; the loader must yield the same "
-                "batches in every run"
-            )
+        _replay_batches(iterator, count, pass_index, self.loader)
 
     def _fresh_if_empty(self, restored: Iterator[Any]) -> Iterator[Any]:
         empty = True
@@ -475,14 +469,19 @@ class Replay(Strategy):
                 UserWarning,
                 stacklevel=4,
             )
-        done = sum(1 for _ in itertools.islice(iterator, batches_in_pass))
-        if done < batches_in_pass:
-            raise ValueError(
-                f"cannot resume: pass {pass_index} of {short_repr(self.loader)} ended after "
-                f"{done} batches, but the checkpoint was taken after {batches_in_pass}; the "
-                "loader must yield the same batches in every run"
-            )
+        _replay_batches(iterator, batches_in_pass, pass_index, self.loader)
         return iterator
+
+
+def _replay_batches(iterator: Iterator[Any], count: int, pass_index: int, loader: object) -> None:
+    """Take ``count`` batches of pass ``pass_index`` from ``iterator`` and throw them away."""
+    done = sum(1 for _ in itertools.islice(iterator, count))
+    if done < count:
+        raise ValueError(
+            f"cannot resume: pass {pass_index} of {short_repr(loader)} ended after {done} of "
+            f"the {count} batches to replay to reach the saved position; the loader must yield "
+            "the same batches in every run"
+        )
 
 
 def _seekable(loader: DataLoader[Any]) -> tuple[SeekableSampler, int] | None:
