@@ -485,23 +485,36 @@ def test_delegate_inner_state_is_checked_at_load(kind: str, inner: Any) -> None:
         list(vl)  # (as it is: the load passes, and the error, if any, comes here)
 
 
-def test_an_empty_inner_state_is_refused_inside_a_pass_and_accepted_at_its_start() -> None:
+@pytest.mark.parametrize(("inner", "said"), [({}, "empty"), (None, "None")])
+def test_a_missing_inner_state_is_refused_inside_a_pass_and_accepted_at_its_start(
+    inner: Any, said: str
+) -> None:
+    # None means "a fresh pass", and torchdata reads {} as "no state": inside a pass, either
+    # would start the pass again, and its batches would come twice.
     state = copy.deepcopy(VALID["delegate-stateful-dataloader"][1])  # mid-pass
-    state["resume"]["inner"] = {}
+    state["resume"]["inner"] = inner
     vl = make("delegate-stateful-dataloader")
     before = vl.state_dict()
     with pytest.raises(
         ValueError,
-        match=rf"state\['resume'\]\['inner'\] is empty, but the wrapped loader's state was saved "
+        match=rf"state\['resume'\]\['inner'\] is {said}, but the wrapped loader's state must be "
         rf"{state['batches_in_pass']} batches into pass {state['pass']}: its position is missing "
         "and the pass would start again; the state is corrupt",
     ):
         vl.load_state_dict(state)
     assert vl.state_dict() == before
-    # At the start of a pass, {} is what torchdata itself reads as "a fresh pass": it loads.
+    # With 'replay' covering the whole way from the start of the pass, it loads.
+    state["resume"]["replay"] = state["batches_in_pass"]
+    vl.load_state_dict(state)
+    with pytest.warns(UserWarning, match="replaying"):
+        got = continuation(vl)
+    reference = make("delegate-stateful-dataloader")
+    reference.load_state_dict(VALID["delegate-stateful-dataloader"][1])  # the state as saved
+    assert got == continuation(reference)
+    # And at the start of a pass it means a fresh pass.
     start = copy.deepcopy(VALID["delegate-stateful-dataloader"][0])
     expected = continuation(make("delegate-stateful-dataloader"))
-    start["resume"]["inner"] = {}
+    start["resume"]["inner"] = inner
     vl.load_state_dict(start)
     assert continuation(vl) == expected
 

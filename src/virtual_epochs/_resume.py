@@ -355,18 +355,21 @@ class Delegate(Strategy):
                     f"state['resume']['replay'] must be between 1 and state['batches_in_pass'] "
                     f"= {saved.batches_in_pass} (got {replay}): the state is corrupt"
                 )
-        if "inner" in saved.position and saved.position["inner"] is None:
+        inner = saved.position.get("inner", ...)
+        if inner is not None:
+            inner = require(saved.position, "inner", dict, "state['resume']")
+        base = saved.batches_in_pass - replay  # where the wrapped loader's own state must be
+        if not inner and base:
+            # None is "a fresh pass", and torchdata reads {} as "no state": either way the
+            # pass would start again and its batches come twice.
+            raise ValueError(
+                f"state['resume']['inner'] is {'None' if inner is None else 'empty'}, but the "
+                f"wrapped loader's state must be {base} batches into pass {saved.pass_index}: "
+                "its position is missing and the pass would start again; the state is corrupt"
+            )
+        if inner is None:
             self._seeds.check(saved.position)
             return
-        inner = require(saved.position, "inner", dict, "state['resume']")
-        if not inner and saved.batches_in_pass > replay:
-            # torchdata reads {} as "no state" and starts the pass again: its batches would
-            # come twice.
-            raise ValueError(
-                f"state['resume']['inner'] is empty, but the wrapped loader's state was saved "
-                f"{saved.batches_in_pass - replay} batches into pass {saved.pass_index}: its "
-                "position is missing and the pass would start again; the state is corrupt"
-            )
         try:
             decode(inner)
         except Exception as error:
