@@ -23,13 +23,16 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from _helpers import plain, round_trip
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
 
-pytestmark = pytest.mark.filterwarnings("ignore:VirtualDataLoader is resuming")  # replay's cost
+pytestmark = [  # the replay cost warnings: of the replay strategy, and after an error
+    pytest.mark.filterwarnings("ignore:VirtualDataLoader is resuming"),
+    pytest.mark.filterwarnings("ignore:VirtualDataLoader is reopening"),
+]
 
 STEPS_PER_EPOCH = 4
 
@@ -107,12 +110,47 @@ def advance(vl: VirtualDataLoader[Any], steps: int) -> VirtualDataLoader[Any]:
     return vl
 
 
+class FailsOnce(Dataset[int]):
+    """``range(n)``; the ``fail_at``-th ``__getitem__`` call raises, once."""
+
+    def __init__(self, n: int, fail_at: int) -> None:
+        self.n = n
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        self.calls += 1
+        if self.calls - 1 == self.fail_at:
+            raise RuntimeError("a corrupt sample")
+        return index
+
+
+def _after_error(checkpoint_at: int | None) -> dict[str, Any]:
+    """A real delegate state taken right after a batch failed at step 3 (with a replay count)."""
+    loader = StatefulDataLoader(
+        FailsOnce(10, fail_at=9), batch_size=3, shuffle=True, generator=_seeded(5)
+    )
+    vl = VirtualDataLoader(loader, STEPS_PER_EPOCH)
+    with pytest.raises(RuntimeError, match="a corrupt sample"):  # noqa: PT012
+        for _ in vl:
+            if vl.steps == checkpoint_at:
+                vl.state_dict()
+    state = round_trip(vl.state_dict())
+    assert (state["steps"], state["resume"]["replay"]) == (3, 3 - (checkpoint_at or 0))
+    return state
+
+
 def _valid_states() -> dict[str, list[dict[str, Any]]]:
-    """Real states of every kind: at the start, mid-epoch, at pass ends, several passes in."""
+    """Real states of every kind: at the start, mid-epoch, at pass ends, several passes in; for
+    "delegate-stateful-dataloader" also after a failed batch (its last two)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for kind in KINDS:
         torch.manual_seed(0)  # the adopted seed of "skip-adopted-seed"
         out[kind] = [round_trip(advance(make(kind), steps).state_dict()) for steps in (0, 3, 4, 9)]
+    out["delegate-stateful-dataloader"] += [_after_error(None), _after_error(2)]
     return out
 
 
@@ -232,6 +270,7 @@ KEYS = [
     "samples_in_pass",
     "seed",
     "inner",
+    "replay",
 ]
 EDGE_INTS = [-1, 0, 1, 2**31, 2**63 - 1, 2**63, 2**64, 2**70, -(2**63)]
 
