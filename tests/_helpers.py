@@ -6,13 +6,13 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from virtual_epochs import VirtualDataLoader
 
@@ -52,6 +52,36 @@ class FailOnce(Dataset[int]):
             self.marker.touch()
             raise self.error
         return int(index)
+
+
+class CountingStream(IterableDataset[int]):
+    """An iterable dataset that saves its own position (the torchdata and HF convention).
+
+    ``state_dict()`` is the position inside the current pass and stays at the end once the pass
+    is over; ``__iter__`` starts where a loaded state says, else at the start of a new pass.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.position = 0
+        self.epoch = 0
+        self.restored: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        self.position = self.restored if self.restored is not None else 0
+        self.restored = None
+        while self.position < self.n:
+            self.position += 1
+            yield self.epoch * 1000 + self.position - 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.position = self.restored = state["position"]
 
 
 def plain(batch: Any) -> Any:

@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.stateful_dataloader import (
     _StatefulMultiProcessingDataLoaderIter,
 )
 
-from _helpers import FailOnce, plain, round_trip
+from _helpers import CountingStream, FailOnce, plain, round_trip
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
 
 N = 12  # samples
@@ -282,34 +282,14 @@ def test_a_bad_replay_count_is_refused_and_nothing_changes(
     assert fresh.state_dict() == before
 
 
-class Stream(IterableDataset[int]):
-    """``range(n)`` as an iterable dataset that saves its own position (resumed by delegation)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.position = 0
-
-    def __iter__(self) -> Iterator[int]:
-        while self.position < self.n:
-            self.position += 1
-            yield self.position - 1
-        self.position = 0
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"position": self.position}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.position = state["position"]
-
-
 def test_a_replay_longer_than_the_pass_is_an_error_naming_both_counts() -> None:
-    vl = VirtualDataLoader(DataLoader(Stream(7), batch_size=2), STEPS_PER_EPOCH)
+    vl = VirtualDataLoader(DataLoader(CountingStream(7), batch_size=2), STEPS_PER_EPOCH)
     assert vl.strategy == "delegate"
     for _ in itertools.islice(vl, 3):
         pass
     state = round_trip(vl.state_dict())
     state["resume"].update(inner=None, replay=3)  # "3 batches from the start of pass 0"
-    shorter = VirtualDataLoader(DataLoader(Stream(3), batch_size=2), STEPS_PER_EPOCH)
+    shorter = VirtualDataLoader(DataLoader(CountingStream(3), batch_size=2), STEPS_PER_EPOCH)
     shorter.load_state_dict(state)  # (nothing in the state says how long a pass is)
     with (
         pytest.warns(UserWarning, match="replaying 3 batches"),
@@ -395,6 +375,50 @@ def test_an_error_while_opening_the_next_pass_loses_nothing() -> None:
     restored.load_state_dict(state)
     assert (list(restored), list(restored)) == ([0], [1, 2, 0, 1])  # the rest of epoch 0, ...
     assert list(vl) == [0, 1, 2, 0]  # (the same object: a new epoch, the last one abandoned)
+
+
+class FlakyStartLoader(StatefulDataLoader):  # type: ignore[misc]  # torchdata has no stubs
+    """torchdata's loader whose ``fail_on``-th pass fails to start."""
+
+    def __init__(self, *args: Any, fail_on: int | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail_on = fail_on
+        self.starts = 0
+
+    def __iter__(self) -> Any:
+        self.starts += 1
+        if self.starts == self.fail_on:
+            raise DataError("storage unreachable")
+        return super().__iter__()
+
+
+def test_an_error_while_opening_the_next_pass_loses_nothing_delegate() -> None:
+    # Between passes the wrapped loader's own state still describes the pass that ended (its
+    # sampler's generator included): the state saved there is "a fresh pass", which the pass
+    # seeds make the same as the uninterrupted run's.
+    def make(*_: Any, fail_on: int | None = None) -> VirtualDataLoader[Any]:
+        loader = FlakyStartLoader(
+            range(N),
+            batch_size=BATCH,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(3),
+            fail_on=fail_on,
+        )
+        return VirtualDataLoader(loader, STEPS_PER_EPOCH)
+
+    stream, states = reference(make)
+    vl = make(fail_on=2)
+    assert vl.strategy == "delegate"
+    delivered, _, _ = run_until_error(vl, DataError, match="storage unreachable")
+    assert delivered == stream[:6]  # all of pass 0
+    state = round_trip(vl.state_dict())
+    assert (state["steps"], state["pass"], state["batches_in_pass"]) == (6, 1, 0)
+    assert state["resume"]["inner"] is None
+    restored = make()
+    restored.load_state_dict(state)
+    assert run_tagged(restored) == stream[6:]
+    assert [plain(batch) for batch in vl] == batches(stream[6:10])  # the same object goes on
+    assert states[6]["resume"]["inner"] is not None  # (mid-run, the inner state is nested)
 
 
 # ----------------------------------------------------------------- a worker killed (OOM)

@@ -15,18 +15,20 @@ from __future__ import annotations
 import copy
 import json
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from _helpers import plain, round_trip
+from _helpers import CountingStream, FailOnce, plain, round_trip
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
 
 pytestmark = [  # the replay cost warnings: of the replay strategy, and after an error
@@ -50,28 +52,6 @@ class Pairs:
         return self.n // 2
 
 
-class Counting(IterableDataset[int]):
-    """An iterable dataset that saves its own position (resumed by delegation)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.position = 0
-        self.restored: int | None = None
-
-    def __iter__(self) -> Iterator[int]:
-        self.position = self.restored if self.restored is not None else 0
-        self.restored = None
-        while self.position < self.n:
-            self.position += 1
-            yield self.position - 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"position": self.position}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.position = self.restored = state["position"]
-
-
 class Batches:
     """A user's re-iterable of batches, without a length (resumed by replay)."""
 
@@ -93,7 +73,7 @@ LOADERS: dict[str, Callable[[], Any]] = {
     "delegate-stateful-dataloader": lambda: StatefulDataLoader(
         range(10), batch_size=3, shuffle=True, generator=_seeded(5)
     ),
-    "delegate-dataset": lambda: DataLoader(Counting(7), batch_size=2),
+    "delegate-dataset": lambda: DataLoader(CountingStream(7), batch_size=2),
 }
 KINDS = sorted(LOADERS)
 
@@ -110,34 +90,18 @@ def advance(vl: VirtualDataLoader[Any], steps: int) -> VirtualDataLoader[Any]:
     return vl
 
 
-class FailsOnce(Dataset[int]):
-    """``range(n)``; the ``fail_at``-th ``__getitem__`` call raises, once."""
-
-    def __init__(self, n: int, fail_at: int) -> None:
-        self.n = n
-        self.calls = 0
-        self.fail_at = fail_at
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> int:
-        self.calls += 1
-        if self.calls - 1 == self.fail_at:
-            raise RuntimeError("a corrupt sample")
-        return index
-
-
 def _after_error(checkpoint_at: int | None) -> dict[str, Any]:
     """A real delegate state taken right after a batch failed at step 3 (with a replay count)."""
-    loader = StatefulDataLoader(
-        FailsOnce(10, fail_at=9), batch_size=3, shuffle=True, generator=_seeded(5)
-    )
-    vl = VirtualDataLoader(loader, STEPS_PER_EPOCH)
-    with pytest.raises(RuntimeError, match="a corrupt sample"):  # noqa: PT012
-        for _ in vl:
-            if vl.steps == checkpoint_at:
-                vl.state_dict()
+    kind = "delegate-stateful-dataloader"
+    bad = plain(list(make(kind))[3])[0]  # a sample of batch 3, first loaded there
+    with tempfile.TemporaryDirectory() as scratch:
+        dataset = FailOnce(10, bad, RuntimeError("a corrupt sample"), Path(scratch) / "failed")
+        loader = StatefulDataLoader(dataset, batch_size=3, shuffle=True, generator=_seeded(5))
+        vl = VirtualDataLoader(loader, STEPS_PER_EPOCH)
+        with pytest.raises(RuntimeError, match="a corrupt sample"):  # noqa: PT012
+            for _ in vl:
+                if vl.steps == checkpoint_at:
+                    vl.state_dict()
     state = round_trip(vl.state_dict())
     assert (state["steps"], state["resume"]["replay"]) == (3, 3 - (checkpoint_at or 0))
     return state

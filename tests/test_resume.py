@@ -14,12 +14,18 @@ from hypothesis import strategies as st
 from torch.utils.data import (
     DataLoader,
     DistributedSampler,
-    IterableDataset,
     SequentialSampler,
 )
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from _helpers import IndexDataset, assert_resumes_exactly, plain, round_trip, run_epochs
+from _helpers import (
+    CountingStream,
+    IndexDataset,
+    assert_resumes_exactly,
+    plain,
+    round_trip,
+    run_epochs,
+)
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
 
 Factory = Callable[[], VirtualDataLoader[Any]]
@@ -55,36 +61,6 @@ class ReIterable:
     def __iter__(self) -> Iterator[int]:
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.epoch))
         return iter(order.tolist())
-
-
-class CountingStream(IterableDataset[int]):
-    """An iterable dataset that saves its own position (the torchdata and HF convention).
-
-    ``state_dict()`` is the position inside the current pass and stays at the end once the pass
-    is over; ``__iter__`` starts where a loaded state says, else at the start of a new pass.
-    """
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.position = 0
-        self.epoch = 0
-        self.restored: int | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        self.position = self.restored if self.restored is not None else 0
-        self.restored = None
-        while self.position < self.n:
-            self.position += 1
-            yield self.epoch * 1000 + self.position - 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"position": self.position}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.position = self.restored = state["position"]
 
 
 SHAPES: dict[str, tuple[str, Factory]] = {

@@ -319,7 +319,6 @@ class Delegate(Strategy):
         super().__init__(loader)
         self._target = target
         self._seeds = PassSeeds(loader, adopt_always=True)
-        self._opened = False
         # The last consistent point of the current pass: (batches into it, the wrapped loader's
         # state there, encoded, or None for "a fresh pass"). Encoding copies: the wrapped
         # loader's state may share objects with its live iterator (torchdata's does).
@@ -338,10 +337,10 @@ class Delegate(Strategy):
         return position
 
     def pass_start(self) -> dict[str, Any]:
-        if self._opened:
-            return {**self._seeds.position(), "inner": encode(self._target.state_dict())}
-        # Before the first pass: nothing to ask the wrapped loader (torchdata's would build its
-        # iterator early, before the pass is seeded); `None` means "a fresh pass".
+        # `None` means "a fresh pass", which the pass seeds make the same in every run. The
+        # wrapped loader's own state would still describe the pass that ended (torchdata's, its
+        # sampler's generator included), and before the first pass torchdata would build its
+        # iterator early to give one.
         return {**self._seeds.position(), "inner": None}
 
     def check(self, saved: Saved) -> None:
@@ -355,8 +354,8 @@ class Delegate(Strategy):
                     f"state['resume']['replay'] must be between 1 and state['batches_in_pass'] "
                     f"= {saved.batches_in_pass} (got {replay}): the state is corrupt"
                 )
-        inner = saved.position.get("inner", ...)
-        if inner is not None:
+        inner = None  # "a fresh pass"
+        if saved.position.get("inner", "missing") is not None:
             inner = require(saved.position, "inner", dict, "state['resume']")
         base = saved.batches_in_pass - replay  # where the wrapped loader's own state must be
         if not inner and base:
@@ -387,7 +386,6 @@ class Delegate(Strategy):
     ) -> Iterator[Any]:
         set_epoch(self.loader, pass_index)
         self._seeds.start_pass(pass_index)
-        self._opened = True
         inner = None if saved is None else saved["inner"]
         replay: int = 0 if saved is None else saved.get("replay", 0)
         base = batches_in_pass - replay  # where the loader's own state (or a fresh pass) is
@@ -405,11 +403,6 @@ class Delegate(Strategy):
                     "differently (torchdata: another num_workers), or by another version of it, "
                     "or it is corrupt"
                 ) from error
-        if inner is not None and base == 0:
-            # At the start of a pass the saved inner state may still describe the end of the
-            # previous one (it was saved before the new pass began): then the restored
-            # iteration is empty, and the pass starts with a fresh one.
-            iterator = self._fresh_if_empty(iterator)
         if replay:
             self._replay(iterator, replay, pass_index)
         return iterator
@@ -423,14 +416,6 @@ class Delegate(Strategy):
             stacklevel=5,
         )
         _replay_batches(iterator, count, pass_index, self.loader)
-
-    def _fresh_if_empty(self, restored: Iterator[Any]) -> Iterator[Any]:
-        empty = True
-        for batch in restored:
-            empty = False
-            yield batch
-        if empty:
-            yield from self.loader
 
 
 class Replay(Strategy):
