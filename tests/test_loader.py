@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,78 @@ def test_range_from_epoch_reads_naturally() -> None:
     seen = [(epoch, list(vl)) for epoch in range(vl.epoch, 3)]
     assert [epoch for epoch, _ in seen] == [0, 1, 2]
     assert list(range(vl.epoch, 3)) == []
+
+
+# ---------------------------------------------------------------------------- counting
+# The batches handed out are counted by a C iterator advanced before each batch is taken, and
+# settled into the counters whenever an iteration stops. These pin every way one can stop.
+
+
+def _progress(vl: VirtualDataLoader[Any]) -> tuple[int, int, int, int]:
+    state = vl.state_dict()
+    return vl.steps, vl.epoch, vl.step_in_epoch, state["steps"]
+
+
+@pytest.mark.parametrize("batches", [list(range(7)), DataLoader(IndexDataset(7))])
+def test_progress_read_between_batches_counts_exactly_the_batches_handed_out(
+    batches: Any,
+) -> None:
+    vl = VirtualDataLoader(batches, steps_per_epoch=3)  # passes of 7 end inside epochs
+    handed = 0
+    for epoch in range(5):
+        for step, _ in enumerate(vl):
+            handed += 1
+            done = step + 1
+            expected_epoch, in_epoch = (epoch + 1, 0) if done == 3 else (epoch, done)
+            assert _progress(vl) == (handed, expected_epoch, in_epoch, handed)
+            if epoch == 2 and step == 1:
+                break  # an abandoned epoch keeps its count
+        if epoch == 2:
+            assert _progress(vl) == (handed, 2, 2, handed)
+    assert vl.state_dict()["pass"] == handed // 7
+
+
+def test_an_exception_thrown_into_the_iteration_keeps_the_batch_already_handed_out() -> None:
+    vl = VirtualDataLoader(DataLoader(IndexDataset(10)), steps_per_epoch=4)
+    iterator = iter(vl)
+    assert [next(iterator).item() for _ in range(2)] == [0, 1]
+    with pytest.raises(KeyboardInterrupt):
+        iterator.throw(KeyboardInterrupt())  # as a Ctrl-C in the loop body would arrive
+    assert (vl.steps, vl.state_dict()["batches_in_pass"]) == (2, 2)
+    assert [b.item() for b in vl] == [2, 3, 4, 5]  # nothing lost or repeated
+
+
+@pytest.mark.parametrize("how", ["del", "gc"])
+def test_an_iteration_dropped_mid_epoch_keeps_its_count(how: str) -> None:
+    vl = VirtualDataLoader(list(range(10)), steps_per_epoch=4)
+    iterator = iter(vl)
+    next(iterator), next(iterator)
+    if how == "gc":
+        holder: list[Any] = [iterator]
+        holder.append(holder)  # a reference cycle: only the garbage collector frees it
+        del holder
+    del iterator
+    assert (vl.steps, vl.epoch, vl.step_in_epoch) == (2, 0, 2)
+    gc.collect()
+    assert (vl.steps, vl.epoch, vl.step_in_epoch) == (2, 0, 2)
+    assert list(vl) == [2, 3, 4, 5]
+
+
+def test_a_state_loaded_during_an_iteration_is_not_shifted_by_its_count() -> None:
+    source = VirtualDataLoader(DataLoader(IndexDataset(10)), steps_per_epoch=4)
+    for _ in range(2):
+        list(source)  # 8 batches
+    saved = source.state_dict()
+    vl = VirtualDataLoader(DataLoader(IndexDataset(10)), steps_per_epoch=4)
+    iterator = iter(vl)
+    next(iterator), next(iterator), next(iterator)
+    vl.load_state_dict(saved)
+    assert (vl.steps, vl.epoch, vl.step_in_epoch) == (8, 2, 0)
+    assert vl.state_dict() == saved
+    with pytest.raises(StopIteration):
+        next(iterator)  # the iteration begun before the load does not go on
+    assert [b.item() for b in vl] == [8, 9, 0, 1]
+    assert vl.steps == 12
 
 
 # --------------------------------------------------------------------------- laziness

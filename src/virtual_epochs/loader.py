@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import operator
 import weakref
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
@@ -68,8 +69,11 @@ class VirtualDataLoader(Generic[T]):
         # afresh when a checkpoint is checked against it.
         self._fingerprint = self._strategy.fingerprint()
         self._one_shot = isinstance(loader, Iterator)
-        # Progress. Only `_steps` moves on the per-batch path; the rest are marks.
-        self._steps = 0  # batches handed out since the start of training
+        # Progress. Nothing here moves on the per-batch path: while an epoch runs, the batches
+        # it handed out since `_steps` was last settled are counted by `_counter` (`_count`).
+        self._steps = 0  # batches handed out since the start of training, up to `_counter`
+        self._counter: itertools.repeat[None] | None = None
+        self._counter_start = 0  # the length `_counter` started with
         self._epoch = 0  # the epoch in progress
         self._epoch_mark = 0  # `_steps` when that epoch began
         self._pass = 0  # the pass of the wrapped loader in progress
@@ -111,7 +115,7 @@ class VirtualDataLoader(Generic[T]):
     @property
     def steps(self) -> int:
         """Batches handed out since the start of training (a global step counter)."""
-        return self._steps
+        return self._count()
 
     @property
     def epoch(self) -> int:
@@ -120,14 +124,14 @@ class VirtualDataLoader(Generic[T]):
         An epoch counts as complete as soon as its last batch is handed out, so
         ``for epoch in range(vl.epoch, epochs)`` resumes naturally from a checkpoint.
         """
-        if self._steps - self._epoch_mark >= self._steps_per_epoch:
+        if self._count() - self._epoch_mark >= self._steps_per_epoch:
             return self._epoch + 1
         return self._epoch
 
     @property
     def step_in_epoch(self) -> int:
         """Batches of ``epoch`` already handed out (0 once an epoch is complete)."""
-        done = self._steps - self._epoch_mark
+        done = self._count() - self._epoch_mark
         return 0 if done >= self._steps_per_epoch else done
 
     def __len__(self) -> int:
@@ -153,21 +157,57 @@ class VirtualDataLoader(Generic[T]):
         """Yield one epoch. Nothing runs before the first ``next()``."""
         self._begin_epoch(cell[0])
         steps_per_epoch = self._steps_per_epoch
+        counter = None
         try:
             while (left := steps_per_epoch - (self._steps - self._epoch_mark)) > 0:
-                inner = self._inner if self._inner is not None else self._open()
-                for batch in itertools.islice(inner, left):
-                    self._steps += 1  # counted when handed out, before the yield
+                take = (self._inner if self._inner is not None else self._open()).__next__
+                # The per-batch path allocates nothing and runs no code of ours: the batches
+                # handed out are counted by `counter`, a C iterator (see `_count`), and the
+                # inner iterator's `__next__` is called directly (a Python-to-Python call when
+                # it is a DataLoader's, with no C frame between).
+                self._counter = counter = itertools.repeat(None, left)
+                self._counter_start = left
+                for _ in counter:
+                    try:
+                        batch = take()
+                    except StopIteration:
+                        self._settle(counter, 1)  # the pass ended: that count had no batch
+                        break
+                    except BaseException:
+                        self._settle(counter, 1)  # the failed batch is not counted
+                        raise
                     yield batch
+                self._settle(counter, 0)
                 if self._steps - self._epoch_mark < steps_per_epoch:
                     self._end_pass()
         except GeneratorExit:
+            self._settle(counter, 0)
             raise
         except BaseException:
+            self._settle(counter, 0)
             # The inner iterator's position is unknown after a failure: reopen at ours, so the
             # failed batch comes again and nothing is skipped.
             self._drop_inner()
             raise
+
+    def _count(self) -> int:
+        """Return the batches handed out since the start of training, ``_counter``'s included.
+
+        While an epoch runs, ``_counter`` (an ``itertools.repeat`` of the batches left to take
+        from the current pass) is advanced before each batch is taken, so between batches (the
+        generator waits at its ``yield``) its length says how many were handed out.
+        """
+        counter = self._counter
+        if counter is None:
+            return self._steps
+        return self._steps + self._counter_start - operator.length_hint(counter)
+
+    def _settle(self, counter: itertools.repeat[None] | None, uncounted: int) -> None:
+        """Move ``counter``'s count into ``_steps``, less ``uncounted`` batches that it counted
+        but that never came; nothing if ``counter`` is not the live one (already settled)."""
+        if counter is not None and counter is self._counter:
+            self._steps = self._count() - uncounted
+            self._counter = None
 
     def _begin_epoch(self, me: weakref.ref[Generator[T, None, None]]) -> None:
         """Epoch bookkeeping, at the first ``next()`` of an iteration."""
@@ -243,7 +283,8 @@ class VirtualDataLoader(Generic[T]):
         ``torch.load(..., weights_only=True)`` (with ``"delegate"``, as far as the wrapped
         loader's own state is).
         """
-        pass_index, batches_in_pass = self._pass, self._steps - self._pass_mark
+        steps = self._count()
+        pass_index, batches_in_pass = self._pass, steps - self._pass_mark
         if self._reopen_at is not None:
             position = dict(self._reopen_at)
         elif self._inner is None:
@@ -255,7 +296,7 @@ class VirtualDataLoader(Generic[T]):
             position = self._strategy.pass_start()
         else:
             position = self._strategy.save(batches_in_pass)
-        done = self._steps - self._epoch_mark
+        done = steps - self._epoch_mark
         epoch, in_epoch = (
             (self._epoch + 1, 0)
             if done >= self._steps_per_epoch
@@ -269,7 +310,7 @@ class VirtualDataLoader(Generic[T]):
             _state.STEPS_PER_EPOCH: self._steps_per_epoch,
             _state.EPOCH: epoch,
             _state.BATCHES_IN_EPOCH: in_epoch,
-            _state.STEPS: self._steps,
+            _state.STEPS: steps,
             _state.PASS: pass_index,
             _state.BATCHES_IN_PASS: batches_in_pass,
             _state.RESUME: {
@@ -305,7 +346,11 @@ class VirtualDataLoader(Generic[T]):
         fingerprint = self._strategy.fingerprint()
         _state.check_fingerprint(fingerprint, saved.fingerprint)
         self._strategy.check(saved)
-        # Everything is valid: apply.
+        # Everything is valid: apply. First end an iteration begun before the load: it must not
+        # go on, and it settles its count now, not into the loaded one.
+        active = self._active() if self._active is not None else None
+        if active is not None:
+            active.close()
         self._fingerprint = fingerprint
         self._strategy.adopt(saved.position)
         in_epoch = min(saved.batches_in_epoch, self._steps_per_epoch)
@@ -315,9 +360,7 @@ class VirtualDataLoader(Generic[T]):
         self._pass = saved.pass_index
         self._pass_mark = saved.steps - saved.batches_in_pass
         self._resuming = True
-        active = self._active() if self._active is not None else None
-        if active is not None:
-            active.close()  # an iteration begun before the load must not go on
         self._active = None
+        self._counter = None
         self._inner = None
         self._reopen_at = saved.position
