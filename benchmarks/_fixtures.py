@@ -76,6 +76,31 @@ class BlogLoader(Generic[T]):
             return next(self.iterator)
 
 
+class Countdown:
+    """An iterator of ``n`` ``None``s with a Python-level ``__next__``, as a DataLoader's has."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Countdown:
+        return self
+
+    def __next__(self) -> None:
+        if not self.n:
+            raise StopIteration
+        self.n -= 1
+
+
+class Countdowns:
+    """A re-iterable whose every pass is a ``Countdown`` of ``n``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Countdown:
+        return Countdown(self.n)
+
+
 class EndlessPermutations(Sampler[int]):
     """A plain endless index generator: a fresh ``randperm`` per pass, forever, no state."""
 

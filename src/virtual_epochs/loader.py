@@ -203,8 +203,10 @@ class VirtualDataLoader(Generic[T]):
         return self._steps + self._counter_start - operator.length_hint(counter)
 
     def _settle(self, counter: itertools.repeat[None] | None, uncounted: int) -> None:
-        """Move ``counter``'s count into ``_steps``, less ``uncounted`` batches that it counted
-        but that never came; nothing if ``counter`` is not the live one (already settled)."""
+        """Move ``counter``'s count into ``_steps``, less ``uncounted`` that never came.
+
+        Nothing happens if ``counter`` is not the live one (it was settled already).
+        """
         if counter is not None and counter is self._counter:
             self._steps = self._count() - uncounted
             self._counter = None
