@@ -68,6 +68,21 @@ def test_smoke_run_prints_and_writes_each_table(smoke: tuple[str, Path], name: s
         assert len(rows) >= 3, f"the {name} table has no rows:\n{body}"
 
 
+def test_smoke_overhead_measures_the_wrappers_alone_over_both_sources(
+    smoke: tuple[str, Path],
+) -> None:
+    _, out = smoke
+    table = (out / "results.md").read_text().split("#### the wrappers alone", 1)[1]
+    header = table.split("\n")[2]
+    assert "over a list: per step" in header
+    assert "over a Python iterator: per step" in header
+    for name in ("direct", "blog wrapper", "ours"):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert len(cells) == 5
+        assert all(cell.endswith(" ns") for cell in cells[1:]), row
+
+
 def test_smoke_run_writes_goals_machine_and_plots(smoke: tuple[str, Path]) -> None:
     _, out = smoke
     written = (out / "results.md").read_text()
