@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from _helpers import FailOnce, IndexDataset, plain
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
@@ -152,6 +154,61 @@ def test_progress_read_between_batches_counts_exactly_the_batches_handed_out(
         if epoch == 2:
             assert _progress(vl) == (handed, 2, 2, handed)
     assert vl.state_dict()["pass"] == handed // 7
+
+
+class Probe(Dataset[int]):
+    """Sample ``i`` is ``i``; loading it records what ``vl`` says at that moment."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.vl: VirtualDataLoader[Any] | None = None
+        self.seen: list[tuple[int, int, int]] = []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        assert self.vl is not None
+        self.seen.append((self.vl.steps, self.vl.epoch, self.vl.state_dict()["steps"]))
+        return index
+
+
+def test_a_batch_being_loaded_is_not_counted_yet() -> None:
+    # A dataset or sampler that reads the epoch while it loads (a curriculum) sees the epoch
+    # of the batch it loads, and a checkpoint taken then does not skip that batch.
+    probe = Probe(5)
+    vl = VirtualDataLoader(DataLoader(probe), steps_per_epoch=3)
+    probe.vl = vl
+    for _ in range(4):
+        list(vl)
+    assert probe.seen == [(step, step // 3, step) for step in range(12)]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs SIGUSR1")
+def test_a_checkpoint_saved_by_a_signal_handler_while_a_batch_loads_resumes_exactly() -> None:
+    # As on a cluster's preemption notice: the handler runs wherever the main thread is; here
+    # inside the loading of sample 5, the 6th batch.
+    states: list[dict[str, Any]] = []
+
+    class Preempted(Probe):
+        def __getitem__(self, index: int) -> int:
+            if index == 5 and not states:
+                os.kill(os.getpid(), signal.SIGUSR1)  # the handler runs before this returns
+            return super().__getitem__(index)
+
+    dataset = Preempted(7)
+    vl = VirtualDataLoader(DataLoader(dataset), steps_per_epoch=4)
+    dataset.vl = vl
+    previous = signal.signal(signal.SIGUSR1, lambda *_: states.append(vl.state_dict()))
+    try:
+        stream = [b.item() for _ in range(3) for b in vl]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert len(states) == 1
+    assert states[0]["steps"] == 5
+    resumed = VirtualDataLoader(DataLoader(IndexDataset(7)), steps_per_epoch=4)
+    resumed.load_state_dict(states[0])
+    assert [b.item() for _ in range(resumed.epoch, 3) for b in resumed] == stream[5:]
 
 
 def test_an_exception_thrown_into_the_iteration_keeps_the_batch_already_handed_out() -> None:

@@ -161,30 +161,31 @@ class VirtualDataLoader(Generic[T]):
         try:
             while (left := steps_per_epoch - (self._steps - self._epoch_mark)) > 0:
                 take = (self._inner if self._inner is not None else self._open()).__next__
-                # The per-batch path allocates nothing and runs no code of ours: the batches
-                # handed out are counted by `counter`, a C iterator (see `_count`), and the
-                # inner iterator's `__next__` is called directly (a Python-to-Python call when
-                # it is a DataLoader's, with no C frame between).
+                # The per-batch path allocates nothing and calls nothing of ours: the inner
+                # iterator's `__next__` is called directly (from the generator's frame, with no
+                # C frame between, when it is Python code, as a DataLoader's is), and the
+                # batches handed out are counted by `counter`, a C iterator advanced by
+                # FOR_ITER (see `_count`). It is advanced after the batch came, so a batch in
+                # flight is never counted, and right before the `yield`, with nothing between
+                # where a signal handler could run and see it counted but not handed out.
                 self._counter = counter = itertools.repeat(None, left)
                 self._counter_start = left
-                for _ in counter:
+                for _ in itertools.repeat(None, left):
                     try:
                         batch = take()
                     except StopIteration:
-                        self._settle(counter, 1)  # the pass ended: that count had no batch
                         break
-                    except BaseException:
-                        self._settle(counter, 1)  # the failed batch is not counted
-                        raise
+                    for _ in counter:
+                        break
                     yield batch
-                self._settle(counter, 0)
+                self._settle(counter)
                 if self._steps - self._epoch_mark < steps_per_epoch:
                     self._end_pass()
         except GeneratorExit:
-            self._settle(counter, 0)
+            self._settle(counter)
             raise
         except BaseException:
-            self._settle(counter, 0)
+            self._settle(counter)
             # The inner iterator's position is unknown after a failure: reopen at ours, so the
             # failed batch comes again and nothing is skipped.
             self._drop_inner()
@@ -193,22 +194,20 @@ class VirtualDataLoader(Generic[T]):
     def _count(self) -> int:
         """Return the batches handed out since the start of training, ``_counter``'s included.
 
-        While an epoch runs, ``_counter`` (an ``itertools.repeat`` of the batches left to take
-        from the current pass) is advanced before each batch is taken, so between batches (the
-        generator waits at its ``yield``) its length says how many were handed out.
+        While an epoch runs, ``_counter`` (an ``itertools.repeat`` as long as the batches left
+        to take from the current pass) is advanced as each batch is handed out, so its length
+        says how many were, at any moment: between batches, while the next one is being
+        loaded, and in a signal handler.
         """
         counter = self._counter
         if counter is None:
             return self._steps
         return self._steps + self._counter_start - operator.length_hint(counter)
 
-    def _settle(self, counter: itertools.repeat[None] | None, uncounted: int) -> None:
-        """Move ``counter``'s count into ``_steps``, less ``uncounted`` that never came.
-
-        Nothing happens if ``counter`` is not the live one (it was settled already).
-        """
+    def _settle(self, counter: itertools.repeat[None] | None) -> None:
+        """Move ``counter``'s count into ``_steps``, if it is the live one."""
         if counter is not None and counter is self._counter:
-            self._steps = self._count() - uncounted
+            self._steps = self._count()
             self._counter = None
 
     def _begin_epoch(self, me: weakref.ref[Generator[T, None, None]]) -> None:
