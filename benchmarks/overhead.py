@@ -7,7 +7,8 @@ every contender is taken (``next(iterator)``, as a ``for`` loop does) and timed 
 all contenders alike: timing whole passes one after the other gave quartiles of +-5-10% on the
 2-core machine, against a goal of 1%. A rotated order is not enough: each contender then nearly
 always runs right after the same other one, and inherits the caches it left (1.5% bias seen).
-An A/A control (direct iteration twice) shows the method's own error. The heavier references
+An A/A control (direct iteration twice) shows the method's own error, and a bare generator
+(``yield from loader``) the least that any Python-level wrapper can cost. The heavier references
 run in a lockstep group of their own (``GROUPS``). A step in which any contender took over
 ``OUTLIER`` times its median (a preemption) is dropped for all of them. Each contender's first
 step includes making its iterator (the blog wrapper makes it in its constructor).
@@ -44,9 +45,10 @@ OUTLIER = 10
 CONTROL = "direct again (A/A control)"
 SAVING = "ours + state_dict() every step"
 TORCHDATA = "torchdata StatefulDataLoader"
+BARE = "a bare generator (yield from)"
 # Lockstep groups, each against its own "direct". The heavier references run apart: beside
 # them, the cheap contenders' steps find the caches cold and cost ~300 ns more, wrappers alike.
-GROUPS = (("direct", CONTROL, "blog wrapper", "ours"), ("direct", SAVING, TORCHDATA))
+GROUPS = (("direct", CONTROL, BARE, "blog wrapper", "ours"), ("direct", SAVING, TORCHDATA))
 
 
 def _makers(batch: int, steps: int) -> dict[str, Callable[[], Step]]:
@@ -62,9 +64,13 @@ def _makers(batch: int, steps: int) -> dict[str, Callable[[], Step]]:
             vl.state_dict()
             yield item
 
+    def bare() -> Iterator[Any]:
+        yield from loader
+
     iterables: dict[str, Callable[[], Iterable[Any]]] = {
         "direct": lambda: loader,
         CONTROL: lambda: loader,
+        BARE: bare,
         "blog wrapper": lambda: BlogLoader(loader, steps),
         "ours": lambda: VirtualDataLoader(loader, steps),
         SAVING: saving,
@@ -137,6 +143,8 @@ def run(mode: Mode) -> Report:
                 cell = report.goal(f"overhead, batch {batch}: ours <= {GOAL}x direct", met)
             elif name == CONTROL:
                 goal = "the method's own error"
+            elif name == BARE:
+                goal = "reference: the least a generator costs"
             elif name in GROUPS[1][1:]:
                 goal = "reference (own group)"
             elif name != "direct":
