@@ -40,26 +40,19 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
+def _git(*args: str) -> str:
+    """Return what ``git args`` prints in this checkout (read-only commands only)."""
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+
+
 def _code() -> str:
     """Return the commit measured, and whether the working tree had changes (read-only git)."""
-    root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+        head = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "src")
     except (OSError, subprocess.SubprocessError):
         return "code: unknown commit"
     return f"code: commit {head}" + (" with uncommitted changes in src/" if dirty else "")

@@ -23,8 +23,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
+from _helpers import IndexDataset
 from virtual_epochs import InfiniteSampler
 from virtual_epochs import _permutation as permutation
 from virtual_epochs._permutation import index_at
@@ -413,25 +414,12 @@ def test_without_a_process_group_it_is_rank_0_of_1() -> None:
 # --- In a DataLoader -----------------------------------------------------------------------------
 
 
-class Indices(Dataset[int]):
-    """Sample ``i`` is ``i``."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index: int) -> int:
-        return index
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_a_dataloader_yields_the_stream_in_batches(num_workers: int) -> None:
     n, batch, batches = 1025, 7, 400  # 2800 samples: several passes and sampler chunks
-    sampler = InfiniteSampler(Indices(n), seed=13, rank=1, world_size=2, start=3)
-    loader = DataLoader(Indices(n), batch_size=batch, sampler=sampler, num_workers=num_workers)
+    sampler = InfiniteSampler(IndexDataset(n), seed=13, rank=1, world_size=2, start=3)
+    loader = DataLoader(IndexDataset(n), batch_size=batch, sampler=sampler, num_workers=num_workers)
     got = [b.tolist() for b in itertools.islice(loader, batches)]
     stream = permutation.indices(4, 2, batch * batches, n=n, seed=13, shuffle=True).tolist()
     assert got == [stream[i : i + batch] for i in range(0, batch * batches, batch)]
