@@ -445,7 +445,8 @@ def seeking(position: Any) -> Callable[[], None]:
 
 KEYS = "['num_samples', 'seed', 'shuffle', 'start', 'version']"
 FROM = "pass a dict returned by InfiniteSampler.state_dict()"
-OTHER = "the checkpoint was saved with another sample order; create the sampler with the settings"
+OTHER = "resume with the settings that wrote the checkpoint, or start a new run"
+DIFFERENT = "the checkpoint was saved with a different sample order: "
 ERRORS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ("n=0", lambda: InfiniteSampler(0), ValueError, "'data_source' must be an int >= 1 (got 0)"),
     ("n=-1", lambda: InfiniteSampler(-1), ValueError, "'data_source' must be an int >= 1 (got -1)"),
@@ -685,7 +686,7 @@ ERRORS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "load num_samples=11",
         loading(state(num_samples=11)),
         ValueError,
-        f"InfiniteSampler state['num_samples'] is 11 but this sampler has 10: {OTHER}",
+        f"{DIFFERENT}InfiniteSampler state['num_samples'] is 11 but this sampler has 10; {OTHER}",
     ),
     (
         "load num_samples=10.0",
@@ -697,13 +698,13 @@ ERRORS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "load seed=1",
         loading(state(seed=1)),
         ValueError,
-        f"InfiniteSampler state['seed'] is 1 but this sampler has 0: {OTHER}",
+        f"{DIFFERENT}InfiniteSampler state['seed'] is 1 but this sampler has 0; {OTHER}",
     ),
     (
         "load shuffle=False",
         loading(state(shuffle=False)),
         ValueError,
-        f"InfiniteSampler state['shuffle'] is False but this sampler has True: {OTHER}",
+        f"{DIFFERENT}InfiniteSampler state['shuffle'] is False but this sampler has True; {OTHER}",
     ),
     (
         "load shuffle=1",

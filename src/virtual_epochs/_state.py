@@ -98,9 +98,18 @@ def check_version(state: Any) -> None:
 
 
 def check_fingerprint(
-    expected: Mapping[str, Any], found: Any, where: str = f"state['{RESUME}']['{FINGERPRINT}']"
+    expected: Mapping[str, Any],
+    found: Any,
+    where: str = f"state['{RESUME}']['{FINGERPRINT}']",
+    owner: str = "loader",
 ) -> None:
     """Check that a saved fingerprint equals this object's, naming the first difference.
+
+    Args:
+        expected: this object's fingerprint.
+        found: the saved one.
+        where: how messages name ``found``.
+        owner: what this object is called in messages (``"loader"``, ``"sampler"``).
 
     Raises:
         TypeError: ``found`` is not a mapping.
@@ -117,9 +126,93 @@ def check_fingerprint(
         if mine != theirs or type(mine) is not type(theirs):
             raise ValueError(
                 f"the checkpoint was saved with a different sample order: {where}['{key}'] is "
-                f"{theirs!r} but this loader has {mine!r}; resume with the settings that wrote "
+                f"{theirs!r} but this {owner} has {mine!r}; resume with the settings that wrote "
                 "the checkpoint, or start a new run"
             )
+
+
+SAMPLER_VERSION = 1
+"""The format of a sampler's own state (``sampler_state``), versioned apart from ``VERSION``."""
+
+START = "start"
+
+
+def sampler_state(start: int, fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a sampler's state: the format version, ``start`` and its fingerprint, flat.
+
+    This is what a ``SeekableSampler`` of this package returns from ``state_dict()`` (torchdata's
+    ``StatefulDataLoader`` saves and restores it by itself); ``parse_sampler_state`` reads it.
+
+    >>> sampler_state(12, {"num_samples": 10, "seed": 0})
+    {'version': 1, 'start': 12, 'num_samples': 10, 'seed': 0}
+    """
+    return {VERSION_KEY: SAMPLER_VERSION, START: start, **fingerprint}
+
+
+def parse_sampler_state(
+    state: Any, *, owner: str, fingerprint: Mapping[str, Any], max_start: int
+) -> int:
+    """Check a sampler's saved state against the sampler's ``fingerprint``; return its start.
+
+    The one validation path for every sampler state this package reads: the keys must be
+    exactly those of ``sampler_state``, each of the type of this sampler's own value, the
+    version known, ``0 <= start <= max_start``, and the fingerprint equal.
+
+    Args:
+        state: what ``state_dict()`` returned, possibly from another rank or world size.
+        owner: the sampler's class name, for messages (``"InfiniteSampler"``).
+        fingerprint: the sampler's own fingerprint.
+        max_start: the largest start position the sampler accepts.
+
+    Raises:
+        TypeError: ``state`` is not a dict, or a value has the wrong type.
+        ValueError: a key is missing or unexpected, the version is unknown, ``start`` is out
+            of range, or a setting differs (the message names the key).
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(
+            f"'state_dict' must be a dict returned by {owner}.state_dict() (got {describe(state)})"
+        )
+    where = f"{owner} state"
+    kinds: dict[str, type] = {VERSION_KEY: int, START: int}
+    kinds.update({key: type(value) for key, value in fingerprint.items()})
+    found = sorted(map(str, state))
+    hint = f"pass a dict returned by {owner}.state_dict()"
+    for key in kinds:
+        if key not in state:
+            raise ValueError(f"{where} has no key '{key}' (found keys {found}); {hint}")
+    for key in found:
+        if key not in kinds:
+            raise ValueError(
+                f"{where} has an unexpected key '{key}' (expected keys {sorted(kinds)}); {hint}"
+            )
+    for key, kind in kinds.items():
+        require(state, key, kind, where)
+    if state[VERSION_KEY] != SAMPLER_VERSION:
+        raise ValueError(
+            f"{where}['{VERSION_KEY}'] is {state[VERSION_KEY]}, but this version of "
+            f"virtual_epochs reads version {SAMPLER_VERSION} only; resume with the "
+            "virtual_epochs release that wrote it"
+        )
+    start: int = state[START]
+    if not 0 <= start <= max_start:
+        raise ValueError(
+            f"{where}['{START}'] must be an int in [0, {_power(max_start)}] (got {start})"
+        )
+    check_fingerprint(
+        fingerprint,
+        {key: state[key] for key in fingerprint},
+        where=where,
+        owner="sampler",
+    )
+    return start
+
+
+def _power(value: int) -> str:
+    """Write ``value`` as ``2**k`` where it is one, for messages."""
+    if value > 1 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    return str(value)
 
 
 class Saved(NamedTuple):

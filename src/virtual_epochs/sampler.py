@@ -15,15 +15,13 @@ from typing import Any
 
 from torch.utils.data import Sampler
 
-from . import _permutation
+from . import _permutation, _state
 from ._checks import check_bool, check_int, describe
 from ._distributed import resolve_rank
-from ._state import VERSION, require
 
 _FIRST_CHUNK = 1024  # small, so that the first index comes in well under a millisecond
 _MAX_CHUNK = 32768  # big enough to amortise tensor calls, small enough to stay in cache
 _MAX_SEED = (1 << 64) - 1
-_STATE_KEYS = {"version": int, "start": int, "num_samples": int, "seed": int, "shuffle": bool}
 
 
 def _check_position(name: str, value: Any) -> int:
@@ -217,7 +215,7 @@ class InfiniteSampler(Sampler[int]):
         6
         """
         start = self._start if self._live is None else self._live.position()
-        return {"version": VERSION, "start": start, **self.fingerprint()}
+        return _state.sampler_state(start, self.fingerprint())
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Continue from a ``state_dict()``: the next ``iter()`` starts where it stood.
@@ -228,41 +226,10 @@ class InfiniteSampler(Sampler[int]):
             ValueError: the state was saved with other settings, or is malformed.
             TypeError: a value has the wrong type.
         """
-        if not isinstance(state_dict, dict):
-            raise TypeError(
-                "'state_dict' must be a dict returned by InfiniteSampler.state_dict() "
-                f"(got {describe(state_dict)})"
-            )
-        where = "InfiniteSampler state"
-        found = sorted(map(str, state_dict))
-        for key in _STATE_KEYS:
-            if key not in state_dict:
-                raise ValueError(
-                    f"{where} has no key '{key}' (found keys {found}); pass a dict returned by "
-                    "InfiniteSampler.state_dict()"
-                )
-        for key in found:
-            if key not in _STATE_KEYS:
-                raise ValueError(
-                    f"{where} has an unexpected key '{key}' (expected keys "
-                    f"{sorted(_STATE_KEYS)}); pass a dict returned by InfiniteSampler.state_dict()"
-                )
-        for key, kind in _STATE_KEYS.items():
-            require(state_dict, key, kind, where)
-        if state_dict["version"] != VERSION:
-            raise ValueError(
-                f"{where}['version'] is {state_dict['version']}, but this version of "
-                f"virtual_epochs reads version {VERSION} only; resume with the virtual_epochs "
-                "release that wrote it"
-            )
-        start = state_dict["start"]
-        if not 0 <= start <= _permutation.MAX_START:
-            raise ValueError(f"{where}['start'] must be an int in [0, 2**62] (got {start})")
-        for key, mine in self.fingerprint().items():
-            if state_dict[key] != mine:
-                raise ValueError(
-                    f"{where}['{key}'] is {state_dict[key]!r} but this sampler has {mine!r}: the "
-                    "checkpoint was saved with another sample order; create the sampler with the "
-                    "settings that wrote it, or start a new run"
-                )
+        start = _state.parse_sampler_state(
+            state_dict,
+            owner="InfiniteSampler",
+            fingerprint=self.fingerprint(),
+            max_start=_permutation.MAX_START,
+        )
         self.seek(start)
