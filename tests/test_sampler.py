@@ -23,7 +23,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
 
 from _helpers import IndexDataset
 from virtual_epochs import InfiniteSampler
@@ -411,6 +411,41 @@ def test_without_a_process_group_it_is_rank_0_of_1() -> None:
     assert (sampler.seed, sampler.shuffle, sampler.start) == (0, True, 0)
 
 
+def test_a_default_rank_is_read_at_iter_not_when_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    sampler = InfiniteSampler(10, seed=2)  # built while no process group exists
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    assert (sampler.rank, sampler.world_size) == (1, 2)
+    assert take(iter(sampler), 5) == global_stream(10, 0, 10, seed=2)[1::2]
+    # Explicit arguments win over the process group.
+    assert take(iter(InfiniteSampler(10, seed=2, rank=0, world_size=1)), 3) == global_stream(
+        10, 0, 3, seed=2
+    )
+
+
+def test_a_launched_rank_without_a_process_group_is_refused_at_iter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it
+    sampler = InfiniteSampler(10)  # building is fine: the group may come later
+    message = (
+        "InfiniteSampler needs its rank and world size, but no torch.distributed process group "
+        "is initialised, while the environment says this process is one of WORLD_SIZE=2 ranks "
+        "(torchrun); running as rank 0 of 1 would give every rank the same samples. Call "
+        "torch.distributed.init_process_group() before iterating (building the sampler earlier "
+        "is fine), or pass rank= and world_size= explicitly"
+    )
+    with pytest.raises(RuntimeError, match=re.escape(message)):
+        iter(sampler)
+    with pytest.raises(RuntimeError, match="WORLD_SIZE=2"):
+        _ = sampler.world_size
+    # Explicit arguments need no process group; a launcher of one rank is rank 0 of 1.
+    assert take(iter(InfiniteSampler(10, rank=1, world_size=2)), 1) == global_stream(10, 1, 1)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert (sampler.rank, sampler.world_size) == (0, 1)
+
+
 # --- In a DataLoader -----------------------------------------------------------------------------
 
 
@@ -559,8 +594,8 @@ ERRORS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "'rank' must be in [0, world_size) = [0, 2) (got 2); pass the rank of this process",
     ),
     (
-        "rank=1 of the default 1",
-        lambda: InfiniteSampler(5, rank=1),
+        "rank=1 of the default 1, at iter()",
+        lambda: iter(InfiniteSampler(5, rank=1)),
         ValueError,
         "'rank' must be in [0, world_size) = [0, 1) (got 1)",
     ),
@@ -575,6 +610,25 @@ ERRORS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         lambda: InfiniteSampler(5, rank=True, world_size=2),
         TypeError,
         "'rank' must be an int >= 0 (got True of type bool)",
+    ),
+    (
+        "a DataLoader instead of its dataset",
+        lambda: InfiniteSampler(DataLoader(range(100), batch_size=10)),
+        TypeError,
+        "'data_source' must be the dataset (or its number of samples), not a DataLoader, whose "
+        "length is not the number of samples",
+    ),
+    (
+        "a BatchSampler instead of the dataset",
+        lambda: InfiniteSampler(BatchSampler(SequentialSampler(range(100)), 10, False)),
+        TypeError,
+        "not a BatchSampler, whose length is not the number of samples (got <torch.utils.data",
+    ),
+    (
+        "a sampler instead of the dataset",
+        lambda: InfiniteSampler(SequentialSampler(range(100))),
+        TypeError,
+        "); pass the dataset: DataLoader(dataset, sampler=InfiniteSampler(dataset), batch_size=...)",
     ),
     (
         "world_size=0",

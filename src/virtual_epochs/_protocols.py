@@ -6,6 +6,7 @@ user's sampler or loader can offer the same fast paths as ours.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -35,6 +36,22 @@ class SeekableSampler(Protocol):
 
     def fingerprint(self) -> dict[str, Any]:
         """Return the settings that decide the order (plain ints, strings and bools)."""
+
+
+def is_seekable(obj: object) -> bool:
+    """Whether ``obj`` has the members of ``SeekableSampler``, looked up without running any.
+
+    ``isinstance(obj, SeekableSampler)`` evaluates properties on Python 3.11, and a sampler's
+    ``world_size`` may ask ``torch.distributed`` (and refuse, before the process group exists),
+    so the members are looked up statically, as Python 3.12's protocol check does.
+    """
+    missing = object()
+    return all(
+        inspect.getattr_static(obj, name, missing) is not missing for name in _SEEKABLE_MEMBERS
+    )
+
+
+_SEEKABLE_MEMBERS = ("start", "world_size", "seek", "fingerprint")
 
 
 @runtime_checkable

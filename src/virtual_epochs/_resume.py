@@ -30,7 +30,7 @@ from torch.utils.data import BatchSampler, DataLoader, IterableDataset
 
 from . import _permutation
 from ._pass_seeds import PassSeeds
-from ._protocols import SeekableSampler, Stateful
+from ._protocols import SeekableSampler, Stateful, is_seekable
 from ._shapes import (
     accelerate_shard,
     is_plain_batch_sampler,
@@ -114,7 +114,10 @@ class Seek(Strategy):
     def __init__(self, loader: DataLoader[Any], sampler: SeekableSampler, batch: int) -> None:
         super().__init__(loader)
         self._sampler = sampler
-        self._samples_per_step = batch * sampler.world_size
+        self._batch = batch
+        # The world size is read when a pass opens, not here: a sampler may take it from a
+        # process group that is initialised after the loader is built.
+        self._samples_per_step = batch
         self._base: int | None = None  # global position at the last open, None before it
         self._base_batches = 0
 
@@ -153,6 +156,7 @@ class Seek(Strategy):
             )
         if saved is not None:
             self._sampler.seek(saved["position"])
+        self._samples_per_step = self._batch * self._sampler.world_size
         self._base = self._sampler.start
         self._base_batches = batches_in_pass
         return iter(self.loader)
@@ -481,7 +485,7 @@ def _seekable(loader: DataLoader[Any]) -> tuple[SeekableSampler, int] | None:
         found = (batch_sampler.sampler, batch_sampler.batch_size)
     else:
         found = accelerate_shard(batch_sampler)
-    if found is None or not isinstance(found[0], SeekableSampler):
+    if found is None or not is_seekable(found[0]):
         return None
     return found
 

@@ -13,11 +13,11 @@ import operator
 from collections.abc import Iterator, Sized
 from typing import Any
 
-from torch.utils.data import Sampler
+from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from . import _permutation, _state
 from ._checks import check_bool, check_int, describe
-from ._distributed import resolve_rank
+from ._distributed import check_rank_arguments, resolve_rank
 
 _FIRST_CHUNK = 1024  # small, so that the first index comes in well under a millisecond
 _MAX_CHUNK = 32768  # big enough to amortise tensor calls, small enough to stay in cache
@@ -42,7 +42,7 @@ class _Stream:
         # Copies, not the sampler: the sampler refers to its latest stream, and a reference
         # back would keep both (and a chunk of indices) alive until the garbage collector runs.
         self._n, self._seed, self._shuffle = sampler.num_samples, sampler.seed, sampler.shuffle
-        self._rank, self._world_size = sampler.rank, sampler.world_size
+        self._rank, self._world_size = sampler._ranks()  # one look-up for the whole iteration
         self.start = start
         self._done = 0  # indices in the chunks before the current one
         self._chunk: Iterator[int] = iter(())
@@ -113,6 +113,16 @@ class InfiniteSampler(Sampler[int]):
         world_size: int | None = None,
         start: int = 0,
     ) -> None:
+        if isinstance(data_source, (DataLoader, BatchSampler, Sampler)) or hasattr(
+            data_source, "batch_sampler"
+        ):
+            # Their length counts batches or a sampler's indices, not the dataset's samples.
+            raise TypeError(
+                f"'data_source' must be the dataset (or its number of samples), not a "
+                f"{type(data_source).__name__}, whose length is not the number of samples "
+                f"(got {describe(data_source)}); pass the dataset: "
+                "DataLoader(dataset, sampler=InfiniteSampler(dataset), batch_size=...)"
+            )
         if isinstance(data_source, int) and not isinstance(data_source, bool):
             n = check_int("data_source", data_source, minimum=1)
         elif isinstance(data_source, Sized) and not isinstance(data_source, (str, bytes)):
@@ -134,7 +144,8 @@ class InfiniteSampler(Sampler[int]):
         if seed > _MAX_SEED:
             raise ValueError(f"'seed' must be below 2**64 (got {seed})")
         _check_position("start", start)
-        self._rank, self._world_size = resolve_rank(rank, world_size)
+        check_rank_arguments(rank, world_size)
+        self._rank_argument, self._world_size_argument = rank, world_size
         self._n = n
         self._shuffle = shuffle
         self._seed = seed
@@ -158,13 +169,26 @@ class InfiniteSampler(Sampler[int]):
 
     @property
     def rank(self) -> int:
-        """This process's rank among ``world_size``."""
-        return self._rank
+        """This process's rank among ``world_size``: the argument, else ``torch.distributed``'s.
+
+        A default is read when asked (each ``iter()`` asks), so a sampler built before
+        ``init_process_group`` shards once the group exists.
+
+        Raises:
+            RuntimeError: no process group is initialised yet, but the environment says this
+                process is one of several ranks (torchrun's ``WORLD_SIZE``).
+        """
+        return self._ranks()[0]
 
     @property
     def world_size(self) -> int:
-        """The number of ranks that share the global sample stream."""
-        return self._world_size
+        """The number of ranks that share the global sample stream (read like ``rank``)."""
+        return self._ranks()[1]
+
+    def _ranks(self) -> tuple[int, int]:
+        return resolve_rank(
+            self._rank_argument, self._world_size_argument, owner="InfiniteSampler"
+        )
 
     @property
     def start(self) -> int:
