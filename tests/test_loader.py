@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+import re
 import signal
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -237,14 +239,15 @@ def test_an_iteration_dropped_mid_epoch_keeps_its_count(how: str) -> None:
     assert list(vl) == [2, 3, 4, 5]
 
 
-def test_a_state_loaded_during_an_iteration_is_not_shifted_by_its_count() -> None:
+def test_a_state_loaded_after_an_iteration_is_not_shifted_by_its_count() -> None:
     source = VirtualDataLoader(DataLoader(IndexDataset(10)), steps_per_epoch=4)
     for _ in range(2):
         list(source)  # 8 batches
     saved = source.state_dict()
     vl = VirtualDataLoader(DataLoader(IndexDataset(10)), steps_per_epoch=4)
     iterator = iter(vl)
-    next(iterator), next(iterator), next(iterator)
+    for _ in range(4):
+        next(iterator)  # the epoch is complete; the generator is still suspended, as in Lightning
     vl.load_state_dict(saved)
     assert (vl.steps, vl.epoch, vl.step_in_epoch) == (8, 2, 0)
     assert vl.state_dict() == saved
@@ -252,6 +255,38 @@ def test_a_state_loaded_during_an_iteration_is_not_shifted_by_its_count() -> Non
         next(iterator)  # the iteration begun before the load does not go on
     assert [b.item() for b in vl] == [8, 9, 0, 1]
     assert vl.steps == 12
+
+
+LOADING_MID_EPOCH = (
+    "load_state_dict() was called while an epoch of VirtualDataLoader([0, 1, 2, 3, 4, 5, 6, 7, "
+    "8, 9], steps_per_epoch=4) is being iterated (3 of 4 batches handed out): the loop would end "
+    "early and its epoch count drift from vl.epoch. Load before iterating: leave the loop "
+    "(break), or close() the iterator, first; nothing was changed"
+)
+
+
+def test_loading_inside_a_running_epoch_is_refused_and_changes_nothing() -> None:
+    saved = VirtualDataLoader(list(range(10)), steps_per_epoch=4).state_dict()
+    vl = VirtualDataLoader(list(range(10)), steps_per_epoch=4)
+    seen = []
+    for batch in vl:
+        seen.append(batch)
+        if len(seen) == 3:
+            with pytest.raises(RuntimeError, match=re.escape(LOADING_MID_EPOCH)):
+                vl.load_state_dict(saved)  # e.g. a rollback inside the loop
+            break
+    assert seen == [0, 1, 2]
+    assert (vl.steps, vl.epoch, vl.step_in_epoch) == (3, 0, 3)
+    # The documented way: leave the loop, then load, then iterate.
+    iterator = iter(vl)
+    assert next(iterator) == 3  # an abandoned epoch: this iteration is epoch 1
+    iterator.close()
+    vl.load_state_dict(saved)
+    assert list(vl) == [0, 1, 2, 3]
+    # An iteration made but not started (Lightning's check) does not block a load.
+    unstarted = iter(vl)
+    vl.load_state_dict(saved)
+    assert list(unstarted) == [0, 1, 2, 3]
 
 
 # --------------------------------------------------------------------------- laziness
@@ -279,15 +314,44 @@ def test_iter_is_lazy_and_a_discarded_iterator_changes_nothing() -> None:
     assert source.started == 1
 
 
-def test_an_older_iteration_stops_when_a_newer_one_starts() -> None:
+SUPERSEDED = (
+    "a new iteration over VirtualDataLoader([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], steps_per_epoch=4) "
+    "began while an earlier one was 1 of 4 batches into epoch 0: the earlier one is ended (its "
+    "next() raises StopIteration) and the new one starts the next epoch. Iterate one epoch at a "
+    "time: finish or break out of a loop over it before starting another"
+)
+
+
+def test_an_older_iteration_held_mid_epoch_stops_with_a_warning_when_a_newer_one_starts() -> None:
     vl = VirtualDataLoader(list(range(10)), steps_per_epoch=4)
     old = iter(vl)
     assert next(old) == 0
     new = iter(vl)
-    assert next(new) == 1  # the old epoch was abandoned; the stream continues
+    with pytest.warns(UserWarning, match=re.escape(SUPERSEDED)) as caught:
+        assert next(new) == 1  # the old epoch was abandoned; the stream continues
+    assert caught[0].filename == __file__  # the warning points at the user's line
     with pytest.raises(StopIteration):
         next(old)
     assert list(new) == [2, 3, 4]
+
+
+def test_zip_of_two_iterations_warns_instead_of_silently_yielding_one_pair() -> None:
+    vl = VirtualDataLoader(list(range(10)), steps_per_epoch=4)
+    with pytest.warns(UserWarning, match="a new iteration over VirtualDataLoader"):
+        pairs = list(zip(vl, vl, strict=False))
+    assert pairs == [(0, 1)]
+
+
+def test_iterations_one_after_another_do_not_warn() -> None:
+    vl = VirtualDataLoader(list(range(10)), steps_per_epoch=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        done = iter(vl)
+        assert list(itertools.islice(done, 4)) == [0, 1, 2, 3]  # complete, still suspended
+        assert next(iter(vl)) == 4  # dropped at once: closed by the garbage collector
+        for _ in vl:
+            break  # abandoned by the loop itself
+        assert list(vl) == [6, 7, 8, 9]
 
 
 def test_wraps_a_custom_reiterable_and_restarts_it_every_pass() -> None:
@@ -475,6 +539,35 @@ def test_bad_arguments_get_clear_errors(kwargs: dict[str, Any], error: type, mes
     arguments: dict[str, Any] = {"loader": [1, 2], "steps_per_epoch": 3, **kwargs}
     with pytest.raises(error, match=message):
         VirtualDataLoader(**arguments)
+
+
+def test_an_infinite_sampler_as_batch_sampler_is_refused_at_wrap_time() -> None:
+    loader = DataLoader(range(10), batch_sampler=InfiniteSampler(10))
+    with pytest.raises(
+        TypeError,
+        match=re.escape(
+            "but it yields single indices, not batches of them; pass it as the sampler: "
+            "DataLoader(dataset, sampler=InfiniteSampler(dataset), batch_size=...)"
+        ),
+    ):
+        VirtualDataLoader(loader, steps_per_epoch=3)
+
+
+def test_a_list_state_does_not_load_into_a_list_of_another_length() -> None:
+    saved = VirtualDataLoader(list(range(10)), steps_per_epoch=3)
+    list(saved)
+    other = VirtualDataLoader(list(range(12)), steps_per_epoch=3)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "the checkpoint was saved with a different sample order: "
+            "state['resume']['fingerprint']['batches_per_pass'] is 10 but this loader has 12"
+        ),
+    ):
+        other.load_state_dict(saved.state_dict())
+    same = VirtualDataLoader(list(range(10)), steps_per_epoch=3)
+    same.load_state_dict(saved.state_dict())
+    assert list(same) == [3, 4, 5]
 
 
 def test_repr_names_the_loader_and_the_epoch_length() -> None:

@@ -316,17 +316,6 @@ def test_state_at_a_pass_boundary_is_saved_as_the_start_of_the_next_pass() -> No
     assert state["resume"]["samples_in_pass"] == 0
 
 
-def test_load_mid_iteration_stops_the_old_iteration() -> None:
-    vl = VirtualDataLoader(list(range(10)), 4)
-    saved = vl.state_dict()
-    iterator = iter(vl)
-    next(iterator)
-    vl.load_state_dict(saved)
-    with pytest.raises(StopIteration):
-        next(iterator)
-    assert list(vl) == [0, 1, 2, 3]
-
-
 def test_state_after_an_exception_reflects_delivered_batches_only(tmp_path: Any) -> None:
     from _helpers import FailOnce
 

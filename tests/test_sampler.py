@@ -615,8 +615,10 @@ ERRORS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "a DataLoader instead of its dataset",
         lambda: InfiniteSampler(DataLoader(range(100), batch_size=10)),
         TypeError,
-        "'data_source' must be the dataset (or its number of samples), not a DataLoader, whose "
-        "length is not the number of samples",
+        (
+            "'data_source' must be the dataset (or its number of samples), not a DataLoader, "
+            "whose length is not the number of samples"
+        ),
     ),
     (
         "a BatchSampler instead of the dataset",
@@ -628,7 +630,7 @@ ERRORS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "a sampler instead of the dataset",
         lambda: InfiniteSampler(SequentialSampler(range(100))),
         TypeError,
-        "); pass the dataset: DataLoader(dataset, sampler=InfiniteSampler(dataset), batch_size=...)",
+        "pass the dataset: DataLoader(dataset, sampler=InfiniteSampler(dataset), batch_size=...)",
     ),
     (
         "world_size=0",

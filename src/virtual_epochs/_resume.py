@@ -22,7 +22,6 @@ how, is in ``_shapes``.
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -40,6 +39,7 @@ from ._shapes import (
     sized,
 )
 from ._state import Saved, decode, encode, require, require_count
+from ._warnings import warn
 
 
 def _check_pass_length(saved: Saved, length: int | None) -> None:
@@ -412,12 +412,10 @@ class Delegate(Strategy):
         return iterator
 
     def _replay(self, iterator: Iterator[Any], count: int, pass_index: int) -> None:
-        warnings.warn(
+        warn(
             f"VirtualDataLoader is reopening pass {pass_index} of {short_repr(self.loader)} "
             f"after an error by replaying {count} batches from its last consistent state (the "
-            "last state_dict(), or the start of the pass): each is loaded again and thrown away",
-            UserWarning,
-            stacklevel=5,
+            "last state_dict(), or the start of the pass): each is loaded again and thrown away"
         )
         _replay_batches(iterator, count, pass_index, self.loader)
 
@@ -436,6 +434,13 @@ class Replay(Strategy):
         )
         self._length = sized(loader) if reliable else None
 
+    def fingerprint(self) -> dict[str, Any]:
+        out = super().fingerprint()
+        if self._length is not None:
+            # A position means another sample in a pass of another length.
+            out["batches_per_pass"] = self._length
+        return out
+
     def finished(self, batches_in_pass: int) -> bool:
         return self._length is not None and batches_in_pass >= self._length
 
@@ -452,14 +457,12 @@ class Replay(Strategy):
         if not self._warned and not isinstance(self.loader, Sequence):
             # (Replaying a sequence of ready batches loads nothing: no warning.)
             self._warned = True
-            warnings.warn(
+            warn(
                 f"VirtualDataLoader is resuming {short_repr(self.loader)} by replaying "
                 f"{batches_in_pass} batches of pass {pass_index}: each is loaded again and "
                 "thrown away. For an O(1) resume, use a DataLoader with an InfiniteSampler "
                 "(or any plain DataLoader over a map-style dataset), or a loader with "
                 "state_dict()/load_state_dict().",
-                UserWarning,
-                stacklevel=4,
             )
         _replay_batches(iterator, batches_in_pass, pass_index, self.loader)
         return iterator
@@ -491,7 +494,18 @@ def _seekable(loader: DataLoader[Any]) -> tuple[SeekableSampler, int] | None:
 
 
 def choose(loader: Iterable[Any]) -> Strategy:
-    """Return the fastest exact strategy for ``loader``."""
+    """Return the fastest exact strategy for ``loader``.
+
+    Raises:
+        TypeError: a ``SeekableSampler`` is the loader's ``batch_sampler``: it yields single
+            indices, not batches.
+    """
+    if isinstance(loader, DataLoader) and is_seekable(loader.batch_sampler):
+        raise TypeError(
+            f"'loader' has {short_repr(loader.batch_sampler)} as its batch_sampler, but it yields "
+            "single indices, not batches of them; pass it as the sampler: "
+            "DataLoader(dataset, sampler=InfiniteSampler(dataset), batch_size=...)"
+        )
     if isinstance(loader, DataLoader) and (found := _seekable(loader)) is not None:
         return Seek(loader, *found)
     if isinstance(loader, Stateful) and saves_own_state(loader):

@@ -8,6 +8,7 @@ each pass and resumes inside one.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import operator
 import weakref
@@ -19,6 +20,7 @@ import torch
 from . import _resume, _state
 from ._checks import check_int, describe
 from ._shapes import short_repr
+from ._warnings import warn
 
 T = TypeVar("T")
 
@@ -212,9 +214,20 @@ class VirtualDataLoader(Generic[T]):
 
     def _begin_epoch(self, me: weakref.ref[Generator[T, None, None]]) -> None:
         """Epoch bookkeeping, at the first ``next()`` of an iteration."""
-        previous = self._active() if self._active is not None else None
+        previous = self._running()
         if previous is not None and previous is not me():
-            previous.close()  # an older iteration must not pull from the shared stream
+            # An older iteration must not pull from the shared stream: it ends here. Frameworks
+            # drop an abandoned iteration before starting the next; one that is still held
+            # mid-epoch is a second loop over the same stream (zip(vl, vl)): say so.
+            warn(
+                f"a new iteration over {self!r} began while an earlier one was "
+                f"{self._count() - self._epoch_mark} of {self._steps_per_epoch} batches into "
+                f"epoch {self._epoch}: the earlier one is ended (its next() raises "
+                "StopIteration) and the new one starts the next epoch. Iterate one epoch at a "
+                "time: finish or break out of a loop over it before starting another"
+            )
+        if previous is not None:
+            previous.close()
         self._active = me
         done = self._steps - self._epoch_mark
         complete = done >= self._steps_per_epoch
@@ -223,6 +236,19 @@ class VirtualDataLoader(Generic[T]):
             self._epoch += 1
             self._epoch_mark = self._steps
         self._resuming = False
+
+    def _running(self) -> Generator[T, None, None] | None:
+        """Return the iteration that is suspended inside an epoch it has not finished, if any.
+
+        One not started yet (Lightning makes one just to check) or whose epoch is complete
+        (frameworks stop pulling after ``len()`` batches) may be ended without a word.
+        """
+        active = self._active() if self._active is not None else None
+        if active is None or inspect.getgeneratorstate(active) != inspect.GEN_SUSPENDED:
+            return None
+        if self._count() - self._epoch_mark >= self._steps_per_epoch:
+            return None
+        return active
 
     def _open(self) -> Iterator[T]:
         """Start (or restart) the iterator over the current pass, at the current position."""
@@ -337,6 +363,15 @@ class VirtualDataLoader(Generic[T]):
             ValueError: a key is missing, the version is unknown, or the checkpoint was saved
                 with settings that give another sample order (the message names the key).
         """
+        running = self._running()
+        if running is not None:
+            raise RuntimeError(
+                f"load_state_dict() was called while an epoch of {self!r} is being iterated "
+                f"({self._count() - self._epoch_mark} of {self._steps_per_epoch} batches handed "
+                "out): the loop would end early and its epoch count drift from vl.epoch. Load "
+                "before iterating: leave the loop (break), or close() the iterator, first; "
+                "nothing was changed"
+            )
         saved = _state.parse(state_dict)
         if saved.strategy != self._strategy.name:
             raise ValueError(
@@ -347,8 +382,9 @@ class VirtualDataLoader(Generic[T]):
         fingerprint = self._strategy.fingerprint()
         _state.check_fingerprint(fingerprint, saved.fingerprint)
         self._strategy.check(saved)
-        # Everything is valid: apply. First end an iteration begun before the load: it must not
-        # go on, and it settles its count now, not into the loaded one.
+        # Everything is valid: apply. First end an iteration begun before the load (its epoch
+        # complete, or not started): it must not go on, and it settles its count now, not into
+        # the loaded one.
         active = self._active() if self._active is not None else None
         if active is not None:
             active.close()

@@ -186,9 +186,7 @@ class InfiniteSampler(Sampler[int]):
         return self._ranks()[1]
 
     def _ranks(self) -> tuple[int, int]:
-        return resolve_rank(
-            self._rank_argument, self._world_size_argument, owner="InfiniteSampler"
-        )
+        return resolve_rank(self._rank_argument, self._world_size_argument, owner="InfiniteSampler")
 
     @property
     def start(self) -> int:
