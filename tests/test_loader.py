@@ -572,3 +572,46 @@ def test_a_list_state_does_not_load_into_a_list_of_another_length() -> None:
 
 def test_repr_names_the_loader_and_the_epoch_length() -> None:
     assert repr(VirtualDataLoader([1, 2], 3)) == "VirtualDataLoader([1, 2], steps_per_epoch=3)"
+
+
+class EpochEcho(Dataset[int]):
+    """Sample ``i`` is the last value given to ``set_epoch`` in the process that loads it."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> int:
+        return self.epoch
+
+
+PERSISTENT = (
+    "has set_epoch(), which VirtualDataLoader calls with the pass index in the main process, but "
+    "persistent_workers=True keeps the workers' copies of the dataset from the first pass"
+)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("persistent", [False, True])
+def test_dataset_set_epoch_under_persistent_workers_warns_and_what_it_gives(
+    persistent: bool,
+) -> None:
+    loader = DataLoader(EpochEcho(4), batch_size=4, num_workers=1, persistent_workers=persistent)
+    if persistent:
+        with pytest.warns(UserWarning, match=re.escape(PERSISTENT)) as caught:
+            vl = VirtualDataLoader(loader, steps_per_epoch=3)
+        assert caught[0].filename == __file__
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            vl = VirtualDataLoader(loader, steps_per_epoch=3)
+    passes = [batch.tolist() for batch in vl]
+    # Without persistent workers each pass's workers see set_epoch(pass); with them, the
+    # workers keep pass 0's copy: the behaviour the warning describes, pinned.
+    assert passes == ([[0] * 4] * 3 if persistent else [[0] * 4, [1] * 4, [2] * 4])

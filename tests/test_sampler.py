@@ -801,3 +801,31 @@ def test_a_refused_state_changes_nothing() -> None:
         sampler.load_state_dict(state(seed=1, start=8))
     assert sampler.state_dict() == before
     assert take(iterator, 5) == global_stream(10, 4, 5)
+
+
+# --- Pass boundaries (documented in the README's caveats) ---------------------------------------
+
+
+@pytest.mark.parametrize(("n", "global_batch"), [(30, 8), (100, 16), (1000, 64), (2000, 128)])
+def test_repeats_inside_a_step_that_straddles_a_pass_boundary_match_the_documented_rate(
+    n: int, global_batch: int
+) -> None:
+    """A step with ``a`` samples from pass ``p`` and ``B - a`` from pass ``p + 1`` repeats
+    ``a (B - a) / n`` samples on average: inherent to an endless stream, and what the README
+    says to expect. Steps inside one pass never repeat a sample."""
+    steps = 1000 * n // global_batch  # about 1000 pass boundaries
+    stream = permutation.indices(0, 1, steps * global_batch, n=n, seed=0, shuffle=True)
+    rows = stream.view(steps, global_batch).tolist()
+    repeats, expected, straddling = 0, 0.0, 0
+    for step, row in enumerate(rows):
+        first = step * global_batch
+        tail = -first % n  # samples of the step still in the pass where it starts
+        duplicates = global_batch - len(set(row))
+        if 0 < tail < global_batch:
+            straddling += 1
+            repeats += duplicates
+            expected += tail * (global_batch - tail) / n
+        else:
+            assert duplicates == 0, f"step {step} lies inside one pass"
+    assert straddling > 500
+    assert repeats == pytest.approx(expected, rel=0.15)

@@ -35,6 +35,7 @@ from ._shapes import (
     is_plain_batch_sampler,
     saves_own_state,
     set_epoch,
+    set_epoch_misses_workers,
     short_repr,
     sized,
 )
@@ -507,7 +508,16 @@ def choose(loader: Iterable[Any]) -> Strategy:
             "DataLoader(dataset, sampler=InfiniteSampler(dataset), batch_size=...)"
         )
     if isinstance(loader, DataLoader) and (found := _seekable(loader)) is not None:
-        return Seek(loader, *found)
+        return Seek(loader, *found)  # (one endless pass: set_epoch is never called)
+    if set_epoch_misses_workers(loader):
+        warn(
+            f"the dataset of {short_repr(loader)} has set_epoch(), which VirtualDataLoader calls "
+            "with the pass index in the main process, but persistent_workers=True keeps the "
+            "workers' copies of the dataset from the first pass: whatever the dataset derives "
+            "from set_epoch (an augmentation seed, a shard) stays at pass 0 in the workers. Use "
+            "persistent_workers=False, or key the randomness by the sample position instead "
+            "(an InfiniteSampler and position-seeded samples: see the README)"
+        )
     if isinstance(loader, Stateful) and saves_own_state(loader):
         return Delegate(loader, loader)
     if type(loader) is DataLoader:

@@ -89,3 +89,17 @@ def sized(obj: object) -> int | None:
         return len(obj)  # type: ignore[arg-type]  # probing: anything may have a length
     except TypeError:
         return None
+
+
+def set_epoch_misses_workers(loader: object) -> bool:
+    """Whether ``loader``'s dataset has ``set_epoch`` but lives in persistent worker processes.
+
+    ``set_epoch(pass)`` is called on the main process's dataset; persistent workers keep the
+    copies they made at the first pass, so theirs never sees another pass.
+    """
+    dataset = getattr(loader, "dataset", None)
+    return (
+        callable(getattr(dataset, "set_epoch", None))
+        and getattr(loader, "num_workers", 0) > 0
+        and bool(getattr(loader, "persistent_workers", False))
+    )
