@@ -349,6 +349,9 @@ def test_iterations_one_after_another_do_not_warn() -> None:
         done = iter(vl)
         assert list(itertools.islice(done, 4)) == [0, 1, 2, 3]  # complete, still suspended
         assert next(iter(vl)) == 4  # dropped at once: closed by the garbage collector
+        assert (vl.steps, vl.epoch, vl.step_in_epoch) == (5, 1, 1)
+        with pytest.raises(StopIteration):
+            next(done)  # the completed iteration was ended by the newer one
         for _ in vl:
             break  # abandoned by the loop itself
         assert list(vl) == [6, 7, 8, 9]

@@ -214,19 +214,20 @@ class VirtualDataLoader(Generic[T]):
 
     def _begin_epoch(self, me: weakref.ref[Generator[T, None, None]]) -> None:
         """Epoch bookkeeping, at the first ``next()`` of an iteration."""
-        previous = self._running()
+        previous = self._active() if self._active is not None else None
         if previous is not None and previous is not me():
             # An older iteration must not pull from the shared stream: it ends here. Frameworks
-            # drop an abandoned iteration before starting the next; one that is still held
-            # mid-epoch is a second loop over the same stream (zip(vl, vl)): say so.
-            warn(
-                f"a new iteration over {self!r} began while an earlier one was "
-                f"{self._count() - self._epoch_mark} of {self._steps_per_epoch} batches into "
-                f"epoch {self._epoch}: the earlier one is ended (its next() raises "
-                "StopIteration) and the new one starts the next epoch. Iterate one epoch at a "
-                "time: finish or break out of a loop over it before starting another"
-            )
-        if previous is not None:
+            # drop an abandoned iteration before starting the next, or stop pulling once its
+            # epoch is complete; one still held mid-epoch is a second loop over the same stream
+            # (zip(vl, vl)): say so.
+            if self._running() is previous:
+                warn(
+                    f"a new iteration over {self!r} began while an earlier one was "
+                    f"{self._count() - self._epoch_mark} of {self._steps_per_epoch} batches into "
+                    f"epoch {self._epoch}: the earlier one is ended (its next() raises "
+                    "StopIteration) and the new one starts the next epoch. Iterate one epoch at "
+                    "a time: finish or break out of a loop over it before starting another"
+                )
             previous.close()
         self._active = me
         done = self._steps - self._epoch_mark
