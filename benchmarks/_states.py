@@ -56,14 +56,14 @@ def _counters(state: dict[str, Any], steps: int) -> dict[str, Any]:
 def ours_seek(template: dict[str, Any], position: int, batch: int) -> dict[str, Any]:
     """Return our "seek" state at global sample ``position`` (one endless pass)."""
     state = _counters(template, position // batch)
-    state["resume"]["position"] = position
+    state["resume"]["seek"]["position"] = position
     return state
 
 
 def ours_skip(template: dict[str, Any], batches: int, batch: int) -> dict[str, Any]:
     """Return our "skip" state after ``batches`` batches of the first pass."""
     state = _counters(template, batches)
-    state["resume"]["samples_in_pass"] = batches * batch
+    state["resume"]["skip"]["samples_in_pass"] = batches * batch
     return state
 
 
@@ -119,7 +119,7 @@ def check_skip(setup: Setup, batch: int) -> None:
     template = saved_after_one_batch(setup.ours_skip())
     real = _after(setup.ours_skip(), CHECK_BATCHES)
     # The "skip" state records a per-run seed when the sampler has no generator of its own.
-    template["resume"]["seed"] = real["resume"]["seed"]
+    template["resume"]["skip"]["pass_seeds"] = real["resume"]["skip"]["pass_seeds"]
     _check("skip", ours_skip(template, CHECK_BATCHES, batch), real)
 
 

@@ -80,7 +80,7 @@ def main() -> None:
         optimizer.load_state_dict(checkpoint["optimizer"])
         train.load_state_dict(checkpoint["data"])  # the same state on every rank
         if rank == 0:
-            position = checkpoint["data"]["resume"]["position"]
+            position = checkpoint["data"]["resume"]["seek"]["position"]
             print(f"resumed at epoch {train.epoch}, step {train.steps}, global sample {position}")
 
     for epoch in range(train.epoch, args.epochs):
@@ -104,7 +104,7 @@ def main() -> None:
             torch.save(state, args.checkpoint)
 
     if rank == 0:
-        position = train.state_dict()["resume"]["position"]
+        position = train.state_dict()["resume"]["seek"]["position"]
         print(f"done: {train.steps} steps, global sample position {position}")
     if world_size > 1:
         dist.destroy_process_group()

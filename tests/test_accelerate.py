@@ -150,7 +150,7 @@ def test_split_batches_consume_one_batch_of_the_global_stream_per_step(rank: int
     vl = make()
     assert vl.strategy == "seek"
     run_epochs(vl, 2)
-    assert vl.state_dict()["resume"]["position"] == 6 * 4  # 6 steps of one 4-sample batch
+    assert vl.state_dict()["resume"]["seek"]["position"] == 6 * 4  # 6 steps of one 4-sample batch
     assert_resumes_exactly(make, epochs=4, save_at=[0, 2, 3, 7])
 
 

@@ -120,7 +120,7 @@ def test_equal_steps_contiguous_windows_and_resume_on_2_3_2_1_ranks(tmp_path: Pa
             assert passes == [list(range(N))] * len(passes)
         saved = reports[0]["saved"]
         assert saved["steps"] == save_at
-        position = saved["resume"]["position"]
+        position = saved["resume"]["seek"]["position"]
         load_file = tmp_path / f"{name}.state.json"
         load_file.write_text(json.dumps(saved))
         load = str(load_file)

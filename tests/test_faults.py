@@ -240,8 +240,8 @@ def test_delegate_resumes_a_failed_batch_from_its_last_consistent_state(
     assert delivered == batches(stream[:step])
     state = round_trip(vl.state_dict())
     assert (state["steps"], state["pass"], state["batches_in_pass"]) == (step, 0, step)
-    assert state["resume"]["replay"] == step - good
-    assert (state["resume"]["inner"] is None) == (not checkpoints)
+    assert state["resume"]["delegate"]["replay"] == step - good
+    assert (state["resume"]["delegate"]["inner"] is None) == (not checkpoints)
     # A new process restores it: the replay, then the failed batch and the uninterrupted run.
     restored = delegate(range(N), num_workers)
     restored.load_state_dict(state)
@@ -253,7 +253,8 @@ def test_delegate_resumes_a_failed_batch_from_its_last_consistent_state(
     assert after[: len(stream) - step] == batches(stream[step:])
 
 
-BETWEEN = r"state\['resume'\]\['replay'\] must be between 1 and state\['batches_in_pass'\] = 3"
+REPLAY_KEY = r"state\['resume'\]\['delegate'\]\['replay'\]"
+BETWEEN = REPLAY_KEY + r" must be between 1 and state\['batches_in_pass'\] = 3"
 
 
 @pytest.mark.parametrize(
@@ -261,7 +262,11 @@ BETWEEN = r"state\['resume'\]\['replay'\] must be between 1 and state\['batches_
     [
         (0, ValueError, BETWEEN + r" \(got 0\): the state is corrupt"),
         (4, ValueError, BETWEEN + r" \(got 4\): the state is corrupt"),
-        (-1, ValueError, r"state\['resume'\]\['replay'\] must be an int >= 0 \(got -1\)"),
+        (
+            -1,
+            ValueError,
+            r"state\['resume'\]\['delegate'\]\['replay'\] must be an int >= 0 \(got -1\)",
+        ),
         (True, TypeError, r"\['replay'\] must be of type int \(got True of type bool\)"),
         ("1", TypeError, r"\['replay'\] must be of type int \(got '1' of type str\)"),
     ],
@@ -274,7 +279,7 @@ def test_a_bad_replay_count_is_refused_and_nothing_changes(
     for _ in itertools.islice(vl, 3):
         pass
     state = round_trip(vl.state_dict())
-    state["resume"]["replay"] = replay
+    state["resume"]["delegate"]["replay"] = replay
     fresh = delegate(range(N))
     before = fresh.state_dict()
     with pytest.raises(error, match=match):
@@ -288,7 +293,7 @@ def test_a_replay_longer_than_the_pass_is_an_error_naming_both_counts() -> None:
     for _ in itertools.islice(vl, 3):
         pass
     state = round_trip(vl.state_dict())
-    state["resume"].update(inner=None, replay=3)  # "3 batches from the start of pass 0"
+    state["resume"]["delegate"].update(inner=None, replay=3)  # "3 batches from pass 0's start"
     shorter = VirtualDataLoader(DataLoader(CountingStream(3), batch_size=2), STEPS_PER_EPOCH)
     shorter.load_state_dict(state)  # (nothing in the state says how long a pass is)
     with (
@@ -413,12 +418,14 @@ def test_an_error_while_opening_the_next_pass_loses_nothing_delegate() -> None:
     assert delivered == stream[:6]  # all of pass 0
     state = round_trip(vl.state_dict())
     assert (state["steps"], state["pass"], state["batches_in_pass"]) == (6, 1, 0)
-    assert state["resume"]["inner"] is None
+    assert state["resume"]["delegate"]["inner"] is None
     restored = make()
     restored.load_state_dict(state)
     assert run_tagged(restored) == stream[6:]
     assert [plain(batch) for batch in vl] == batches(stream[6:10])  # the same object goes on
-    assert states[6]["resume"]["inner"] is not None  # (mid-run, the inner state is nested)
+    assert (
+        states[6]["resume"]["delegate"]["inner"] is not None
+    )  # (mid-run, the inner state is nested)
 
 
 # ----------------------------------------------------------------- a worker killed (OOM)

@@ -103,7 +103,7 @@ def _after_error(checkpoint_at: int | None) -> dict[str, Any]:
                 if vl.steps == checkpoint_at:
                     vl.state_dict()
     state = round_trip(vl.state_dict())
-    assert (state["steps"], state["resume"]["replay"]) == (3, 3 - (checkpoint_at or 0))
+    assert (state["steps"], state["resume"]["delegate"]["replay"]) == (3, 3 - (checkpoint_at or 0))
     return state
 
 
@@ -195,8 +195,16 @@ def check_loaded(kind: str, vl: VirtualDataLoader[Any], state: Any) -> str:
 # ---------------------------------------------------------------- the known holes (bugs)
 
 
+def _inner(state: Any) -> Any:
+    """The delegate's nested inner state in ``state``, or None where the path is broken."""
+    try:
+        return state["resume"]["delegate"].get("inner")
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
 def _valid_inner(kind: str) -> list[Any]:
-    return [valid["resume"].get("inner") for valid in VALID[kind]]
+    return [_inner(valid) for valid in VALID[kind]]
 
 
 def known_hole(
@@ -212,7 +220,7 @@ def known_hole(
     # loaded, then failed to iterate
     if kind == "replay-iterable" and "cannot resume: pass" in str(error):
         return "replay-beyond-pass"  # test_replay_beyond_the_pass_of_an_iterable_without_length
-    if kind.startswith("delegate") and state["resume"].get("inner") not in _valid_inner(kind):
+    if kind.startswith("delegate") and _inner(state) not in _valid_inner(kind):
         return "delegate-inner"  # test_delegate_inner_state_is_checked_at_load
     return None
 
@@ -230,11 +238,16 @@ KEYS = [
     "resume",
     "strategy",
     "fingerprint",
+    "seek",
+    "skip",
+    "delegate",
+    "replay",
     "position",
     "samples_in_pass",
+    "pass_seeds",
     "seed",
     "inner",
-    "replay",
+    "digest",
 ]
 EDGE_INTS = [-1, 0, 1, 2**31, 2**63 - 1, 2**63, 2**64, 2**70, -(2**63)]
 
@@ -314,7 +327,7 @@ def random_states(draw: st.DrawFn) -> tuple[str, Any]:
 
     steps = draw(st.integers(0, 30))
     counters = {
-        "version": 1,
+        "version": 2,
         "steps_per_epoch": draw(st.integers(1, 9)),
         "epoch": draw(st.integers(0, 9)),
         "batches_in_epoch": draw(st.integers(0, steps)),
@@ -322,8 +335,19 @@ def random_states(draw: st.DrawFn) -> tuple[str, Any]:
         "pass": draw(st.integers(0, 4)),
         "batches_in_pass": draw(st.integers(0, steps)),
     }
-    position = {"position": draw(ints), "samples_in_pass": draw(ints), "seed": draw(ints)}
-    resume = fill({key: position.get(key, value) for key, value in real["resume"].items()})
+    position = {
+        "position": draw(ints),
+        "samples_in_pass": draw(ints),
+        "pass_seeds": {"seed": draw(ints)},
+    }
+    resume = fill(
+        {
+            key: fill({k: position.get(k, v) for k, v in value.items()})
+            if isinstance(value, dict) and key not in ("fingerprint",)
+            else value
+            for key, value in real["resume"].items()
+        }
+    )
     state: Any = {**fill(counters), "resume": resume}
     if draw(st.integers(0, 19)) == 0:
         state = draw(values)  # not even a dict, mostly
@@ -395,10 +419,13 @@ CLOSED_HOLES = [
     (
         "seek: position near 2**63",  # was: OverflowError at the first batch
         "seek",
-        ("resume", "position"),
+        ("resume", "seek", "position"),
         2**63 - 1,
         ValueError,
-        r"state\['resume'\]\['position'\] must be at most 2\*\*62 \(got 9223372036854775807\)",
+        (
+            r"state\['resume'\]\['seek'\]\['position'\] must be at most 2\*\*62 for "
+            r"InfiniteSampler \(got 9223372036854775807\)"
+        ),
     ),
     (
         "replay: beyond a list's pass",  # was: ValueError "cannot resume" at the first batch
@@ -419,10 +446,10 @@ CLOSED_HOLES = [
     (
         "delegate: an inner value that does not decode",  # was: binascii.Error at next()
         "delegate-dataset",
-        ("resume", "inner"),
+        ("resume", "delegate", "inner"),
         {"__tensor__": "not base64"},
         ValueError,
-        r"state\['resume'\]\['inner'\] holds an encoded value that does not decode",
+        r"state\['resume'\]\['delegate'\]\['inner'\] holds an encoded value that does not decode",
     ),
 ]
 
@@ -481,9 +508,9 @@ def _inner_case(kind: str, inner: Any, now: Any, what: str) -> Any:
 )
 def test_delegate_inner_state_is_checked_at_load(kind: str, inner: Any) -> None:
     state = copy.deepcopy(VALID[kind][1])  # mid-pass
-    state["resume"]["inner"] = inner
+    state["resume"]["delegate"]["inner"] = inner
     vl = make(kind)
-    with pytest.raises(ValueError, match=r"state\['resume'\]\['inner'\]"):  # noqa: PT012
+    with pytest.raises(ValueError, match=r"state\['resume'\]\['delegate'\]\['inner'\]"):  # noqa: PT012
         vl.load_state_dict(state)
         list(vl)  # (as it is: the load passes, and the error, if any, comes here)
 
@@ -495,19 +522,20 @@ def test_a_missing_inner_state_is_refused_inside_a_pass_and_accepted_at_its_star
     # None means "a fresh pass", and torchdata reads {} as "no state": inside a pass, either
     # would start the pass again, and its batches would come twice.
     state = copy.deepcopy(VALID["delegate-stateful-dataloader"][1])  # mid-pass
-    state["resume"]["inner"] = inner
+    state["resume"]["delegate"]["inner"] = inner
     vl = make("delegate-stateful-dataloader")
     before = vl.state_dict()
     with pytest.raises(
         ValueError,
-        match=rf"state\['resume'\]\['inner'\] is {said}, but the wrapped loader's state must be "
+        match=rf"state\['resume'\]\['delegate'\]\['inner'\] is {said}, but the wrapped loader's "
+        rf"state must be "
         rf"{state['batches_in_pass']} batches into pass {state['pass']}: its position is missing "
         "and the pass would start again; the state is corrupt",
     ):
         vl.load_state_dict(state)
     assert vl.state_dict() == before
     # With 'replay' covering the whole way from the start of the pass, it loads.
-    state["resume"]["replay"] = state["batches_in_pass"]
+    state["resume"]["delegate"]["replay"] = state["batches_in_pass"]
     vl.load_state_dict(state)
     with pytest.warns(UserWarning, match="replaying"):
         got = continuation(vl)
@@ -517,7 +545,7 @@ def test_a_missing_inner_state_is_refused_inside_a_pass_and_accepted_at_its_star
     # And at the start of a pass it means a fresh pass.
     start = copy.deepcopy(VALID["delegate-stateful-dataloader"][0])
     expected = continuation(make("delegate-stateful-dataloader"))
-    start["resume"]["inner"] = inner
+    start["resume"]["delegate"]["inner"] = inner
     vl.load_state_dict(start)
     assert continuation(vl) == expected
 
@@ -526,12 +554,13 @@ def test_an_inner_state_the_wrapped_loader_refuses_is_a_value_error_naming_the_k
     # It loads (the inner state is the wrapped loader's business) and torchdata refuses it where
     # it applies it, when the pass reopens: the error names our key and keeps torchdata's.
     state = copy.deepcopy(VALID["delegate-stateful-dataloader"][1])
-    state["resume"]["inner"] = {"_snapshot": 1}
+    state["resume"]["delegate"]["inner"] = {"_snapshot": 1}
     vl = make("delegate-stateful-dataloader")
     vl.load_state_dict(state)
     with pytest.raises(
         ValueError,
-        match=r"state\['resume'\]\['inner'\] was refused by <torchdata\.\S+\.StatefulDataLoader "
+        match=r"state\['resume'\]\['delegate'\]\['inner'\] was refused by "
+        r"<torchdata\.\S+\.StatefulDataLoader "
         r"object \.\.\. \(AssertionError: State doesn't contain key '_num_yielded' "
         r"expected for single process dataloader\): it was saved by a loader built differently "
         r"\(torchdata: another num_workers\), or by another version of it, or it is corrupt",

@@ -297,7 +297,7 @@ def test_state_is_plain_fresh_and_survives_json_and_torch_load() -> None:
     assert first == second
     assert first is not second
     assert first["resume"] is not second["resume"]
-    first["resume"]["position"] = -5
+    first["resume"]["seek"]["position"] = -5
     assert vl.state_dict() == second  # mutating a returned state changes nothing
     assert json.loads(json.dumps(second)) == second
     buffer = io.BytesIO()
@@ -313,7 +313,7 @@ def test_state_at_a_pass_boundary_is_saved_as_the_start_of_the_next_pass() -> No
         next(iterator)
     state = vl.state_dict()
     assert (state["pass"], state["batches_in_pass"]) == (1, 0)
-    assert state["resume"]["samples_in_pass"] == 0
+    assert state["resume"]["skip"]["samples_in_pass"] == 0
 
 
 def test_state_after_an_exception_reflects_delivered_batches_only(tmp_path: Any) -> None:
@@ -463,3 +463,96 @@ def test_resuming_leaves_the_global_rng_where_the_uninterrupted_run_has_it(shape
     resumed.load_state_dict(state)
     torch.set_rng_state(rng)
     assert train(resumed, 4) == expected[6:]
+
+
+# ------------------------------------------- replay: the stream must be the same every run
+
+
+class UnseededShuffle:
+    """A re-iterable whose every pass is a fresh, unseeded shuffle: not the same in every run."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Iterator[list[int]]:
+        unseeded = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
+        order = torch.randperm(self.n, generator=unseeded).tolist()
+        return iter([order[i : i + 2] for i in range(0, self.n, 2)])
+
+
+def test_verify_replay_resumes_a_deterministic_loader_exactly_at_every_step() -> None:
+    assert_resumes_exactly(
+        lambda: VirtualDataLoader(ReIterable(5), 3, verify_replay=True), epochs=5
+    )
+
+
+def test_verify_replay_refuses_a_replay_whose_batches_differ() -> None:
+    source = VirtualDataLoader(UnseededShuffle(12), 4, verify_replay=True)
+    next(iter(source))
+    state = source.state_dict()
+    assert len(state["resume"]["replay"]["digest"]) == 32
+    resumed = VirtualDataLoader(UnseededShuffle(12), 4, verify_replay=True)
+    resumed.load_state_dict(state)
+    with (
+        pytest.warns(UserWarning, match="exact only if the loader yields the same batches"),
+        pytest.raises(
+            ValueError,
+            match=r"cannot resume: the 1 batches of pass 0 replayed from .* differ from those "
+            r"the saved run handed out \(digest \w{12}\.\.\. against \w{12}\.\.\.\): the loader "
+            "does not yield the same batches in every run",
+        ),
+    ):
+        next(iter(resumed))
+    # Without the check the same resume goes on silently with other data: the trap it catches.
+    blind = VirtualDataLoader(UnseededShuffle(12), 4)
+    blind.load_state_dict({**state, "resume": {**state["resume"], "replay": {}}})
+    with pytest.warns(UserWarning, match="verify_replay=True to check it"):
+        next(iter(blind))
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (
+            lambda: VirtualDataLoader(
+                DataLoader(range(4), sampler=InfiniteSampler(4)), 2, verify_replay=True
+            ),
+            ValueError,
+            (
+                r"'verify_replay' applies to loaders resumed by replaying their batches, but "
+                r"<torch\.utils\.data\.dataloader\.DataLoader object .*> is resumed by 'seek', "
+                r"which replays nothing; leave verify_replay=False"
+            ),
+        ),
+        (
+            lambda: VirtualDataLoader([[1]], 2, verify_replay=1),
+            TypeError,
+            r"'verify_replay' must be a bool \(got 1 of type int\)",
+        ),
+        (
+            lambda: list(VirtualDataLoader([[object()]], 2, verify_replay=True)),
+            TypeError,
+            (
+                r"verify_replay=True cannot digest a batch part <object object at .*> of type "
+                "object: batches must hold tensors"
+            ),
+        ),
+    ],
+)
+def test_verify_replay_misuse_is_refused(make: Factory, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_a_state_without_a_digest_is_refused_when_verify_replay_is_on() -> None:
+    source = VirtualDataLoader([[0], [1], [2]], 2)
+    next(iter(source))
+    with pytest.raises(
+        ValueError,
+        match=r"state\['resume'\]\['replay'\] has no 'digest': the checkpoint was saved without "
+        r"verify_replay=True, so there is nothing to check the replayed batches against; resume "
+        r"it with verify_replay=False",
+    ):
+        VirtualDataLoader([[0], [1], [2]], 2, verify_replay=True).load_state_dict(
+            source.state_dict()
+        )

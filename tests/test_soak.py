@@ -76,7 +76,7 @@ def test_a_million_steps_over_an_infinite_sampler() -> None:
             assert (vl.steps, vl.epoch, vl.step_in_epoch) == (steps, done, 0)
             assert (state["steps"], state["epoch"], state["batches_in_epoch"]) == (steps, done, 0)
             assert (state["pass"], state["batches_in_pass"]) == (0, steps)  # one endless pass
-            assert state["resume"]["position"] == steps  # one sample per step
+            assert state["resume"]["seek"]["position"] == steps  # one sample per step
 
     start = time.perf_counter()
     run(1_000)  # warm-up

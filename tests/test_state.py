@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
+from torchdata.stateful_dataloader import StatefulDataLoader
 
-from _helpers import plain, run_epochs
+from _helpers import IndexDataset, plain, run_epochs
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
 
 
@@ -53,9 +56,9 @@ BAD_STATES: list[tuple[str, tuple[str, ...], Any, type, str]] = [
     (
         "unknown version",
         ("version",),
-        2,
+        3,
         ValueError,
-        r"state\['version'\] is 2, but this version of virtual_epochs reads version 1 only",
+        r"state\['version'\] is 3, but this version of virtual_epochs reads versions 1, 2 only",
     ),
     ("version as text", ("version",), "1", TypeError, r"state\['version'\] must be of type int"),
     ("missing steps", ("steps",), ..., ValueError, r"state has no key 'steps' \(found keys"),
@@ -150,17 +153,20 @@ BAD_STATES: list[tuple[str, tuple[str, ...], Any, type, str]] = [
     ),
     (
         "missing position",
-        ("resume", "position"),
+        ("resume", "seek", "position"),
         ...,
         ValueError,
-        r"state\['resume'\] has no key 'position'",
+        r"state\['resume'\]\['seek'\] has no key 'position'",
     ),
     (
         "position beyond 2**62",
-        ("resume", "position"),
+        ("resume", "seek", "position"),
         2**62 + 1,
         ValueError,
-        r"state\['resume'\]\['position'\] must be at most 2\*\*62 \(got 4611686018427387905\)",
+        (
+            r"state\['resume'\]\['seek'\]\['position'\] must be at most 2\*\*62 for "
+            r"InfiniteSampler \(got 4611686018427387905\)"
+        ),
     ),
     (
         "seek state of another pass",
@@ -171,10 +177,10 @@ BAD_STATES: list[tuple[str, tuple[str, ...], Any, type, str]] = [
     ),
     (
         "negative position",
-        ("resume", "position"),
+        ("resume", "seek", "position"),
         -3,
         ValueError,
-        r"state\['resume'\]\['position'\] must be an int >= 0 \(got -3\)",
+        r"state\['resume'\]\['seek'\]\['position'\] must be an int >= 0 \(got -3\)",
     ),
 ]
 
@@ -239,16 +245,19 @@ def test_skip_fingerprint_names_what_differs(
 
 def test_skip_position_beyond_the_pass_is_rejected() -> None:
     state = saved_mid_epoch(shuffled)
-    state["resume"]["samples_in_pass"] = 21
+    state["resume"]["skip"]["samples_in_pass"] = 21
     with pytest.raises(ValueError, match=r"\['samples_in_pass'\] is 21, more than the 20 samples"):
         shuffled().load_state_dict(state)
 
 
 def test_adopted_seed_is_validated() -> None:
     state = saved_mid_epoch(lambda: shuffled(seed=None))
-    assert isinstance(state["resume"]["seed"], int)
-    state["resume"]["seed"] = "x"
-    with pytest.raises(TypeError, match=r"state\['resume'\]\['seed'\] must be of type int"):
+    assert isinstance(state["resume"]["skip"]["pass_seeds"]["seed"], int)
+    state["resume"]["skip"]["pass_seeds"]["seed"] = "x"
+    with pytest.raises(
+        TypeError,
+        match=r"state\['resume'\]\['skip'\]\['pass_seeds'\]\['seed'\] must be of type int",
+    ):
         shuffled(seed=None).load_state_dict(state)
 
 
@@ -257,14 +266,18 @@ def test_state_of_a_list_loader_is_plain_and_small() -> None:
     next(iter(vl))
     state = vl.state_dict()
     assert state == {
-        "version": 1,
+        "version": 2,
         "steps_per_epoch": 2,
         "epoch": 0,
         "batches_in_epoch": 1,
         "steps": 1,
         "pass": 0,
         "batches_in_pass": 1,
-        "resume": {"strategy": "replay", "fingerprint": {"loader": "list"}},
+        "resume": {
+            "strategy": "replay",
+            "fingerprint": {"loader": "list", "batches_per_pass": 3},
+            "replay": {},
+        },
     }
     resumed = VirtualDataLoader([[1], [2], [3]], 2)
     resumed.load_state_dict(state)
@@ -294,3 +307,64 @@ def test_a_seekable_sampler_that_ends_is_an_error() -> None:
     assert [next(iterator).tolist() for _ in range(2)] == [first[:2], first[2:]]
     with pytest.raises(RuntimeError, match=r"ran out, but a SeekableSampler must be endless"):
         next(iterator)
+
+
+# ------------------------------------------------------------- version 1 (0.1.0) states
+
+V1 = json.loads((Path(__file__).parent / "fixtures" / "states-v1.json").read_text())
+V1_LOADERS: dict[str, Callable[[], VirtualDataLoader[Any]]] = {
+    # The loaders that wrote tests/fixtures/states-v1.json with virtual_epochs 0.1.0.
+    "seek": lambda: VirtualDataLoader(
+        DataLoader(IndexDataset(11), batch_size=3, sampler=InfiniteSampler(11, seed=4)), 4
+    ),
+    "skip-shuffle-adopted-seed": lambda: VirtualDataLoader(
+        DataLoader(IndexDataset(11), batch_size=3, shuffle=True), 4
+    ),
+    "skip-generator": lambda: VirtualDataLoader(
+        DataLoader(
+            IndexDataset(11), batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(7)
+        ),
+        4,
+    ),
+    "delegate": lambda: VirtualDataLoader(
+        StatefulDataLoader(
+            IndexDataset(11), batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(2)
+        ),
+        4,
+    ),
+    "replay": lambda: VirtualDataLoader([[0, 1], [2, 3], [4], [5, 6], [7]], 4),
+}
+
+
+@pytest.mark.parametrize("name", sorted(V1_LOADERS))
+def test_a_version_1_state_resumes_exactly_and_is_saved_again_as_version_2(name: str) -> None:
+    saved = V1[name]["state"]
+    assert saved["version"] == 1
+    torch.manual_seed(999)  # an adopted seed comes from the state, not from this process
+    vl = V1_LOADERS[name]()
+    vl.load_state_dict(copy.deepcopy(saved))
+    again = vl.state_dict()
+    assert again["version"] == 2
+    assert set(again["resume"]) == {"strategy", "fingerprint", name.split("-", maxsplit=1)[0]}
+    got: list[Any] = []
+    while len(got) < 8:
+        got.extend(plain(batch) for batch in vl)
+    assert got[:8] == V1[name]["next"]
+    # The version-2 state taken right after the load resumes the same way.
+    resumed = V1_LOADERS[name]()
+    resumed.load_state_dict(again)
+    assert [plain(batch) for batch in resumed] == V1[name]["next"][:2]
+
+
+def test_a_version_1_state_is_checked_like_a_version_2_one() -> None:
+    saved = copy.deepcopy(V1["seek"]["state"])
+    saved["resume"]["fingerprint"]["seed"] = 5
+    with pytest.raises(ValueError, match=r"\['seed'\] is 5 but this loader has 4"):
+        V1_LOADERS["seek"]().load_state_dict(saved)
+    saved = copy.deepcopy(V1["skip-shuffle-adopted-seed"]["state"])
+    saved["resume"]["seed"] = -1
+    with pytest.raises(
+        ValueError,
+        match=r"state\['resume'\]\['skip'\]\['pass_seeds'\]\['seed'\] must be an int >= 0",
+    ):
+        V1_LOADERS["skip-shuffle-adopted-seed"]().load_state_dict(saved)

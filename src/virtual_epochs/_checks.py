@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 
+def short(value: object, limit: int = 80) -> str:
+    """Return a one-line ``repr`` of ``value`` of at most ``limit`` characters, for messages."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def describe(value: Any) -> str:
     """Return ``repr(value)`` with its type, short enough for an error message."""
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{text} of type {type(value).__name__}"
+    return f"{short(value, 60)} of type {type(value).__name__}"
 
 
 def check_int(name: str, value: Any, *, minimum: int, hint: str = "") -> int:

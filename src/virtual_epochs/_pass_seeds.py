@@ -16,7 +16,7 @@ from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomS
 
 from . import _permutation
 from ._shapes import TORCHDATA_RANDOM_SAMPLER, qualified_name
-from ._state import require_count
+from ._state import require, require_count
 
 _GENERATOR_SAMPLERS = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
 
@@ -67,28 +67,42 @@ class PassSeeds:
         self.seed = user[0].initial_seed() if user else torch.initial_seed()
         self._generator = torch.Generator()
 
+    KEY = "pass_seeds"
+    """The key this part's state nests under, inside its strategy's own state."""
+    SEED = "seed"
+
+    @property
+    def _adopts(self) -> bool:
+        return bool(self._samplers) and not self._users
+
     def fingerprint(self) -> dict[str, Any]:
         """The user's seed, if the user chose one."""
         return {"generator_seed": self.seed} if self._samplers and self._users else {}
 
     def position(self) -> dict[str, Any]:
-        """The adopted seed, saved with the position."""
-        return {"seed": self.seed} if self._samplers and not self._users else {}
+        """The adopted seed, saved with the position: ``{KEY: {SEED: seed}}``, or nothing."""
+        return {self.KEY: {self.SEED: self.seed}} if self._adopts else {}
 
-    def check(self, saved: Mapping[str, Any]) -> None:
-        """Validate a saved adopted seed."""
-        if self._samplers and not self._users:
-            seed = require_count(saved, "seed", "state['resume']")
+    def check(self, own: Mapping[str, Any], where: str) -> None:
+        """Validate the saved adopted seed in a strategy's own state ``own`` (named ``where``)."""
+        if self._adopts:
+            part = require(own, self.KEY, Mapping, where)
+            seed = require_count(part, self.SEED, f"{where}['{self.KEY}']")
             if seed >= 1 << 64:
-                raise ValueError(f"state['resume']['seed'] must be below 2**64 (got {seed})")
+                raise ValueError(
+                    f"{where}['{self.KEY}']['{self.SEED}'] must be below 2**64 (got {seed})"
+                )
 
-    def adopt(self, saved: Mapping[str, Any]) -> None:
-        """Take over a checked saved seed."""
-        if self._samplers and not self._users:
-            self.seed = saved["seed"]
+    def start_pass(self, pass_index: int, own: Mapping[str, Any] | None) -> None:
+        """Seed the samplers for pass ``pass_index`` (before the pass's ``iter()``).
 
-    def start_pass(self, pass_index: int) -> None:
-        """Seed the samplers for pass ``pass_index`` (before the pass's ``iter()``)."""
+        Args:
+            pass_index: the pass about to start.
+            own: the strategy's own part of a checked saved state, whose adopted seed is taken
+                over, or ``None``.
+        """
+        if own is not None and self._adopts:
+            self.seed = own[self.KEY][self.SEED]
         if self._samplers:
             self._generator.manual_seed(_pass_seed(self.seed, pass_index))
             for sampler in self._samplers:

@@ -18,12 +18,6 @@ TORCHDATA_RANDOM_SAMPLER = "torchdata.stateful_dataloader.sampler.RandomSampler"
 ACCELERATE_BATCH_SAMPLER_SHARD = "accelerate.data_loader.BatchSamplerShard"
 
 
-def short_repr(obj: object) -> str:
-    """Return a one-line ``repr`` of ``obj`` for messages."""
-    text = repr(obj).replace("\n", " ")
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def set_epoch(loader: object, pass_index: int) -> None:
     """Call ``set_epoch(pass_index)`` on the loader and on its samplers and dataset that have it."""
     batch_sampler = getattr(loader, "batch_sampler", None)

@@ -1,10 +1,10 @@
-"""The checkpoint format of ``VirtualDataLoader``, and its validation.
+"""The checkpoint formats of this package, and the one path that validates them.
 
-A state is a small plain dict (ints, strings, bools and nested dicts of them), the same on
-every rank, safe for ``json`` and for ``torch.load(..., weights_only=True)``::
+A loader state is a small plain dict (ints, strings, bools and nested dicts of them), the same
+on every rank, safe for ``json`` and for ``torch.load(..., weights_only=True)``::
 
     {
-        "version": 1,               # VERSION: the format of this dict
+        "version": 2,               # VERSION: the format of this dict
         "steps_per_epoch": 100,     # the epoch length when saved (it may change on resume)
         "epoch": 3,                 # the virtual epoch in progress (or next to start)
         "batches_in_epoch": 17,     # batches of that epoch already handed out, < steps_per_epoch
@@ -14,9 +14,16 @@ every rank, safe for ``json`` and for ``torch.load(..., weights_only=True)``::
         "resume": {                 # how the position inside the pass is restored
             "strategy": "seek",     # "seek", "skip", "delegate" or "replay"
             "fingerprint": {...},   # the settings that decide the order of samples
-            ...                     # the strategy's own position keys
+            "seek": {...},          # the strategy's own position, under its name
         },
     }
+
+Each strategy documents its own keys (``_seek``, ``_skip``, ``_delegate``, ``_replay``) and owns
+them as class constants; a part shared by strategies (``_pass_seeds``) nests under a key of its
+own inside theirs. Version 1 (0.1.0) kept the strategy's keys flat in ``resume``: ``parse``
+reads it too, by lifting it to version 2.
+
+A sampler's state (``sampler_state``) has its own format version, ``SAMPLER_VERSION``.
 
 Validation reads a whole state before anything is applied, and every error names the key, what
 was expected and what was found.
@@ -33,7 +40,11 @@ import torch
 
 from ._checks import describe
 
-VERSION = 1
+VERSION = 2
+"""The format of a loader's state that ``VirtualDataLoader.state_dict()`` writes."""
+
+READS = (1, 2)
+"""The loader state formats ``parse`` reads."""
 
 VERSION_KEY = "version"
 STEPS_PER_EPOCH = "steps_per_epoch"
@@ -47,6 +58,12 @@ STRATEGY = "strategy"
 FINGERPRINT = "fingerprint"
 
 COUNTERS = (STEPS_PER_EPOCH, EPOCH, BATCHES_IN_EPOCH, STEPS, PASS, BATCHES_IN_PASS)
+
+_ADDED_IN_2 = frozenset({"batches_per_pass"})
+"""Fingerprint keys that version 1 did not write: not compared for a version-1 state."""
+
+_V1_PASS_SEED = "seed"  # version 1 kept the adopted pass seed flat in "resume"
+_V1_PASS_SEEDS = "pass_seeds"  # (version 2 nests it: PassSeeds.KEY)
 
 
 def require(state: Mapping[str, Any], key: str, kind: type, where: str = "state") -> Any:
@@ -77,8 +94,8 @@ def require_count(state: Mapping[str, Any], key: str, where: str = "state") -> i
     return value
 
 
-def check_version(state: Any) -> None:
-    """Check that ``state`` is a mapping of a format version this library reads.
+def check_version(state: Any) -> int:
+    """Check that ``state`` is a mapping of a format version this library reads; return it.
 
     Raises:
         TypeError: ``state`` is not a mapping.
@@ -89,12 +106,14 @@ def check_version(state: Any) -> None:
             f"'state_dict' must be a dict returned by VirtualDataLoader.state_dict() "
             f"(got {describe(state)})"
         )
-    version = require(state, VERSION_KEY, int)
-    if version != VERSION:
+    version: int = require(state, VERSION_KEY, int)
+    if version not in READS:
         raise ValueError(
             f"state['{VERSION_KEY}'] is {version}, but this version of virtual_epochs reads "
-            f"version {VERSION} only; resume with the virtual_epochs release that wrote it"
+            f"versions {', '.join(map(str, READS))} only; resume with the virtual_epochs release "
+            "that wrote it"
         )
+    return version
 
 
 def check_fingerprint(
@@ -102,6 +121,7 @@ def check_fingerprint(
     found: Any,
     where: str = f"state['{RESUME}']['{FINGERPRINT}']",
     owner: str = "loader",
+    unchecked: frozenset[str] = frozenset(),
 ) -> None:
     """Check that a saved fingerprint equals this object's, naming the first difference.
 
@@ -110,6 +130,7 @@ def check_fingerprint(
         found: the saved one.
         where: how messages name ``found``.
         owner: what this object is called in messages (``"loader"``, ``"sampler"``).
+        unchecked: keys not compared (settings that an older format did not record).
 
     Raises:
         TypeError: ``found`` is not a mapping.
@@ -120,7 +141,7 @@ def check_fingerprint(
     for key in found:
         if not isinstance(key, str):
             raise TypeError(f"{where} keys must be strings (got {describe(key)})")
-    for key in sorted(set(expected) | set(found)):
+    for key in sorted((set(expected) | set(found)) - unchecked):
         mine = expected.get(key, "<absent>")
         theirs = found.get(key, "<absent>")
         if mine != theirs or type(mine) is not type(theirs):
@@ -197,7 +218,7 @@ def parse_sampler_state(
     start: int = state[START]
     if not 0 <= start <= max_start:
         raise ValueError(
-            f"{where}['{START}'] must be an int in [0, {_power(max_start)}] (got {start})"
+            f"{where}['{START}'] must be an int in [0, {as_power(max_start)}] (got {start})"
         )
     check_fingerprint(
         fingerprint,
@@ -208,7 +229,7 @@ def parse_sampler_state(
     return start
 
 
-def _power(value: int) -> str:
+def as_power(value: int) -> str:
     """Write ``value`` as ``2**k`` where it is one, for messages."""
     if value > 1 and value & (value - 1) == 0:
         return f"2**{value.bit_length() - 1}"
@@ -216,7 +237,7 @@ def _power(value: int) -> str:
 
 
 class Saved(NamedTuple):
-    """A validated state: its counters, and the strategy's part of ``resume``."""
+    """A loader state, read and checked as far as it does not depend on the loader."""
 
     steps_per_epoch: int
     epoch: int
@@ -226,17 +247,29 @@ class Saved(NamedTuple):
     batches_in_pass: int
     strategy: str
     fingerprint: Mapping[str, Any]
-    position: dict[str, Any]
+    own: Mapping[str, Any]
+    """The strategy's own keys: ``state['resume'][strategy]``."""
+    unchecked: frozenset[str] = frozenset()
+    """Fingerprint keys the state's format did not record."""
+
+    @property
+    def where(self) -> str:
+        """How messages name ``own``: ``state['resume']['seek']``."""
+        return f"state['{RESUME}']['{self.strategy}']"
 
 
-def parse(state: Any) -> Saved:
+def parse(state: Any, strategy: str) -> Saved:
     """Check everything in ``state`` that does not depend on the loader, and return it.
+
+    Args:
+        state: what ``VirtualDataLoader.state_dict()`` returned (any format version read).
+        strategy: the strategy of the loader that reads it, which the state must name.
 
     Raises:
         TypeError: ``state`` or a value in it has the wrong type.
         ValueError: a key is missing, the version is unknown, or counters contradict each other.
     """
-    check_version(state)
+    version = check_version(state)
     counts = {key: require_count(state, key) for key in COUNTERS}
     if counts[STEPS_PER_EPOCH] < 1:
         raise ValueError(
@@ -250,9 +283,26 @@ def parse(state: Any) -> Saved:
             )
     resume = require(state, RESUME, Mapping)
     where = f"state['{RESUME}']"
-    strategy = require(resume, STRATEGY, str, where)
+    saved_strategy = require(resume, STRATEGY, str, where)
+    if saved_strategy != strategy:
+        raise ValueError(
+            f"{where}['{STRATEGY}'] is {saved_strategy!r}, but this loader resumes by "
+            f"{strategy!r}: the checkpoint comes from a differently built loader; wrap the same "
+            "kind of loader as the run that saved it"
+        )
     fingerprint = require(resume, FINGERPRINT, Mapping, where)
-    position = {key: value for key, value in resume.items() if key not in (STRATEGY, FINGERPRINT)}
+    unchecked: frozenset[str] = frozenset()
+    if version == 1:
+        own: Mapping[str, Any] = _lift_v1(resume)
+        unchecked = _ADDED_IN_2
+    else:
+        own = require(resume, strategy, Mapping, where)
+        extra = sorted(set(map(str, resume)) - {STRATEGY, FINGERPRINT, strategy})
+        if extra:
+            raise ValueError(
+                f"{where} has an unexpected key '{extra[0]}' (a '{strategy}' state holds "
+                f"'{STRATEGY}', '{FINGERPRINT}' and '{strategy}'): the state is corrupt"
+            )
     return Saved(
         counts[STEPS_PER_EPOCH],
         counts[EPOCH],
@@ -262,8 +312,29 @@ def parse(state: Any) -> Saved:
         counts[BATCHES_IN_PASS],
         strategy,
         fingerprint,
-        position,
+        own,
+        unchecked,
     )
+
+
+def _lift_v1(resume: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a version-1 ``resume``'s flat strategy keys as version 2 nests them."""
+    own = {key: value for key, value in resume.items() if key not in (STRATEGY, FINGERPRINT)}
+    if _V1_PASS_SEED in own:
+        own[_V1_PASS_SEEDS] = {_V1_PASS_SEED: own.pop(_V1_PASS_SEED)}
+    return own
+
+
+def copy_plain(value: Any) -> Any:
+    """Return a copy of a plain state value: its dicts and lists new, the rest shared.
+
+    Cheaper than ``copy.deepcopy`` on the small states ``state_dict()`` returns every step.
+    """
+    if isinstance(value, Mapping):
+        return {key: copy_plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_plain(item) for item in value]
+    return value
 
 
 _TENSOR = "__tensor__"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
-import operator
 import weakref
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
@@ -18,8 +17,9 @@ from typing import Any, Generic, TypeVar
 import torch
 
 from . import _resume, _state
-from ._checks import check_int, describe
-from ._shapes import short_repr
+from ._checks import check_bool, check_int, describe, short
+from ._counting import StepCount
+from ._strategy import Recovery
 from ._warnings import warn
 
 T = TypeVar("T")
@@ -42,6 +42,10 @@ class VirtualDataLoader(Generic[T]):
             ``StatefulDataLoader``, a list of batches, an object whose ``__iter__`` starts a
             new pass. A one-shot iterator (a generator object) serves one pass only.
         steps_per_epoch: the number of batches in every epoch.
+        verify_replay: for a loader resumed by replaying its batches (``strategy ==
+            "replay"``): save a digest of the pass's batches in ``state_dict()``, and refuse a
+            resume whose replayed batches differ (a loader that does not yield the same batches
+            in every run). Costs a hash of every batch; an error for other strategies.
 
     >>> vl = VirtualDataLoader([10, 20, 30], steps_per_epoch=2)
     >>> len(vl)
@@ -52,7 +56,9 @@ class VirtualDataLoader(Generic[T]):
     (3, 6)
     """
 
-    def __init__(self, loader: Iterable[T], steps_per_epoch: int) -> None:
+    def __init__(
+        self, loader: Iterable[T], steps_per_epoch: int, *, verify_replay: bool = False
+    ) -> None:
         check_int(
             "steps_per_epoch",
             steps_per_epoch,
@@ -64,26 +70,27 @@ class VirtualDataLoader(Generic[T]):
                 f"'loader' must be an iterable of batches, such as a DataLoader "
                 f"(got {describe(loader)})"
             )
+        check_bool("verify_replay", verify_replay)
         self._loader = loader
         self._steps_per_epoch = steps_per_epoch
-        self._strategy = _resume.choose(loader)
+        self._strategy = _resume.choose(loader, verify_replay=verify_replay)
         # What decides the sample order, computed once (state_dict() must stay cheap) and
         # afresh when a checkpoint is checked against it.
         self._fingerprint = self._strategy.fingerprint()
         self._one_shot = isinstance(loader, Iterator)
-        # Progress. Nothing here moves on the per-batch path: while an epoch runs, the batches
-        # it handed out since `_steps` was last settled are counted by `_counter` (`_count`).
-        self._steps = 0  # batches handed out since the start of training, up to `_counter`
-        self._counter: itertools.repeat[None] | None = None
-        self._counter_start = 0  # the length `_counter` started with
+        # Progress, in batches handed out since the start of training (`_count()`).
+        self._count = StepCount()
         self._epoch = 0  # the epoch in progress
-        self._epoch_mark = 0  # `_steps` when that epoch began
+        self._epoch_mark = 0  # the count when that epoch began
         self._pass = 0  # the pass of the wrapped loader in progress
-        self._pass_mark = 0  # `_steps` when that pass began
+        self._pass_mark = 0  # the count when that pass began
         self._resuming = False  # the next iteration continues a loaded mid-epoch state
-        # The iterator over the current pass, and the position it must be opened at.
+        # The iterator over the current pass; where it must be (re)opened, if not at the count
+        # (a loaded state, or the recovery after a failure): the strategy's own state there;
+        # and the recovery point marked in this pass (see `_mark_recovery_point`).
         self._inner: Iterator[T] | None = None
-        self._reopen_at: Mapping[str, Any] | None = None
+        self._pending: Mapping[str, Any] | None = None
+        self._recovery: Recovery | None = None
         self._opened = False
         self._active: weakref.ref[Generator[T, None, None]] | None = None
 
@@ -103,14 +110,8 @@ class VirtualDataLoader(Generic[T]):
     def strategy(self) -> str:
         """How a checkpoint is resumed: ``"seek"``, ``"delegate"``, ``"skip"`` or ``"replay"``.
 
-        - ``"seek"``: the wrapped ``DataLoader`` draws from a ``SeekableSampler`` such as
-          ``InfiniteSampler``: O(1), and the batch size and number of ranks may change.
-        - ``"delegate"``: the loader (or its ``IterableDataset``, without workers) has its own
-          ``state_dict()``; ours nests it.
-        - ``"skip"``: a plain ``DataLoader`` over a map-style dataset: the consumed part of the
-          pass is skipped at the index level, no skipped sample is loaded.
-        - ``"replay"``: anything else: the consumed batches of the pass are loaded again and
-          thrown away (with a warning).
+        The fastest exact way the wrapped loader allows, chosen when it is wrapped; the README's
+        strategy table says what each costs and what may change between runs.
         """
         return self._strategy.name
 
@@ -126,24 +127,32 @@ class VirtualDataLoader(Generic[T]):
         An epoch counts as complete as soon as its last batch is handed out, so
         ``for epoch in range(vl.epoch, epochs)`` resumes naturally from a checkpoint.
         """
-        if self._count() - self._epoch_mark >= self._steps_per_epoch:
-            return self._epoch + 1
-        return self._epoch
+        return self._epoch_at(self._count())[0]
 
     @property
     def step_in_epoch(self) -> int:
-        """Batches of ``epoch`` already handed out (0 once an epoch is complete)."""
-        done = self._count() - self._epoch_mark
-        return 0 if done >= self._steps_per_epoch else done
+        """Batches of ``epoch`` already handed out (0 once an epoch is complete).
+
+        After a mid-epoch resume, ``tqdm(vl, initial=vl.step_in_epoch)`` shows the whole epoch.
+        """
+        return self._epoch_at(self._count())[1]
 
     def __len__(self) -> int:
         return self._steps_per_epoch
 
     def __repr__(self) -> str:
-        return (
-            f"VirtualDataLoader({short_repr(self._loader)}, "
-            f"steps_per_epoch={self._steps_per_epoch})"
-        )
+        return f"VirtualDataLoader({short(self._loader)}, steps_per_epoch={self._steps_per_epoch})"
+
+    def _epoch_at(self, steps: int) -> tuple[int, int]:
+        """Return ``(epoch, batches of it handed out)`` at count ``steps``: the epoch rule.
+
+        An epoch is complete as soon as its last batch is handed out: the next one is then in
+        progress, with none of its batches handed out yet.
+        """
+        done = steps - self._epoch_mark
+        if done >= self._steps_per_epoch:
+            return self._epoch + 1, 0
+        return self._epoch, done
 
     # --------------------------------------------------------------------------- iterating
 
@@ -158,20 +167,19 @@ class VirtualDataLoader(Generic[T]):
     ) -> Generator[T, None, None]:
         """Yield one epoch. Nothing runs before the first ``next()``."""
         self._begin_epoch(cell[0])
-        steps_per_epoch = self._steps_per_epoch
+        steps_per_epoch, count = self._steps_per_epoch, self._count
         counter = None
         try:
-            while (left := steps_per_epoch - (self._steps - self._epoch_mark)) > 0:
+            while (left := steps_per_epoch - (count.settled - self._epoch_mark)) > 0:
                 take = (self._inner if self._inner is not None else self._open()).__next__
                 # The per-batch path allocates nothing and calls nothing of ours: the inner
                 # iterator's `__next__` is called directly (from the generator's frame, with no
                 # C frame between, when it is Python code, as a DataLoader's is), and the
-                # batches handed out are counted by `counter`, a C iterator advanced by
-                # FOR_ITER (see `_count`). It is advanced after the batch came, so a batch in
-                # flight is never counted, and right before the `yield`, with nothing between
-                # where a signal handler could run and see it counted but not handed out.
-                self._counter = counter = itertools.repeat(None, left)
-                self._counter_start = left
+                # batches handed out are counted by `counter` (see `_counting`). It is advanced
+                # after the batch came, so a batch in flight is never counted, and right before
+                # the `yield`, with nothing between where a signal handler could run and see
+                # it counted but not handed out.
+                counter = count.begin(left)
                 for _ in itertools.repeat(None, left):
                     try:
                         batch = take()
@@ -180,37 +188,18 @@ class VirtualDataLoader(Generic[T]):
                     for _ in counter:
                         break
                     yield batch
-                self._settle(counter)
-                if self._steps - self._epoch_mark < steps_per_epoch:
+                count.settle(counter)
+                if count.settled - self._epoch_mark < steps_per_epoch:
                     self._end_pass()
         except GeneratorExit:
-            self._settle(counter)
+            count.settle(counter)
             raise
         except BaseException:
-            self._settle(counter)
+            count.settle(counter)
             # The inner iterator's position is unknown after a failure: reopen at ours, so the
             # failed batch comes again and nothing is skipped.
             self._drop_inner()
             raise
-
-    def _count(self) -> int:
-        """Return the batches handed out since the start of training, ``_counter``'s included.
-
-        While an epoch runs, ``_counter`` (an ``itertools.repeat`` as long as the batches left
-        to take from the current pass) is advanced as each batch is handed out, so its length
-        says how many were, at any moment: between batches, while the next one is being
-        loaded, and in a signal handler.
-        """
-        counter = self._counter
-        if counter is None:
-            return self._steps
-        return self._steps + self._counter_start - operator.length_hint(counter)
-
-    def _settle(self, counter: itertools.repeat[None] | None) -> None:
-        """Move ``counter``'s count into ``_steps``, if it is the live one."""
-        if counter is not None and counter is self._counter:
-            self._steps = self._count()
-            self._counter = None
 
     def _begin_epoch(self, me: weakref.ref[Generator[T, None, None]]) -> None:
         """Epoch bookkeeping, at the first ``next()`` of an iteration."""
@@ -230,12 +219,11 @@ class VirtualDataLoader(Generic[T]):
                 )
             previous.close()
         self._active = me
-        done = self._steps - self._epoch_mark
-        complete = done >= self._steps_per_epoch
-        abandoned = done > 0 and not self._resuming
-        if complete or abandoned:
+        steps = self._count()
+        epoch, in_epoch = self._epoch_at(steps)
+        if epoch > self._epoch or (in_epoch and not self._resuming):  # complete, or abandoned
             self._epoch += 1
-            self._epoch_mark = self._steps
+            self._epoch_mark = steps
         self._resuming = False
 
     def _running(self) -> Generator[T, None, None] | None:
@@ -247,7 +235,7 @@ class VirtualDataLoader(Generic[T]):
         active = self._active() if self._active is not None else None
         if active is None or inspect.getgeneratorstate(active) != inspect.GEN_SUSPENDED:
             return None
-        if self._count() - self._epoch_mark >= self._steps_per_epoch:
+        if self._epoch_at(self._count())[0] > self._epoch:
             return None
         return active
 
@@ -255,41 +243,48 @@ class VirtualDataLoader(Generic[T]):
         """Start (or restart) the iterator over the current pass, at the current position."""
         if self._opened and self._one_shot:
             raise TypeError(
-                f"'loader' {short_repr(self._loader)} is a one-shot iterator and cannot "
+                f"'loader' {short(self._loader)} is a one-shot iterator and cannot "
                 f"start pass {self._pass} (or restart one); pass a re-iterable instead, such as "
                 "a DataLoader, a list of batches, or an object whose __iter__ starts a new pass"
             )
         self._opened = True
-        batches_in_pass = self._steps - self._pass_mark
-        if self._reopen_at is None:
-            self._inner = self._strategy.open(self._pass, batches_in_pass, None)
-        else:
-            # A reopen happens where the uninterrupted run opened nothing, and starting a
-            # DataLoader iterator draws from the global RNG (its workers' base seed): leave the
-            # global RNG as it was, so that a restored run's model sees the same random numbers.
+        batches_in_pass = self._count.settled - self._pass_mark
+        pending, self._pending = self._pending, None
+        if pending is None:
+            self._inner = self._strategy.reset(self._pass, batches_in_pass, None)
+            return self._inner
+        # A reopen happens where the uninterrupted run opened nothing, and starting a
+        # DataLoader iterator draws from the global RNG (its workers' base seed): leave the
+        # global RNG as it was, so that a restored run's model sees the same random numbers.
+        try:
             with torch.random.fork_rng(devices=[]):
-                self._inner = self._strategy.open(self._pass, batches_in_pass, self._reopen_at)
-            self._reopen_at = None
+                self._inner = self._strategy.reset(self._pass, batches_in_pass, pending)
+        except BaseException:
+            self._pending = pending  # the position still stands: the next attempt reopens there
+            raise
         return self._inner
 
     def _end_pass(self) -> None:
         """The inner iterator ran out: start the next pass (at the next ``_open``)."""
-        if self._steps == self._pass_mark:
+        if self._count.settled == self._pass_mark:
             raise ValueError(
-                f"pass {self._pass} of 'loader' {short_repr(self._loader)} yielded no "
+                f"pass {self._pass} of 'loader' {short(self._loader)} yielded no "
                 "batch, so it cannot fill an epoch of "
                 f"{self._steps_per_epoch} steps; check that its dataset is not empty and that "
                 "drop_last does not drop every batch"
             )
         self._pass += 1
-        self._pass_mark = self._steps
+        self._pass_mark = self._count.settled
         self._inner = None
-        self._reopen_at = None
+        self._pending = None
+        self._recovery = None
 
     def _drop_inner(self) -> None:
         """Forget the inner iterator; the next batch reopens the pass at our position."""
         if self._inner is not None:
-            self._reopen_at = self._strategy.save_after_error(self._steps - self._pass_mark)
+            batches_in_pass = self._count.settled - self._pass_mark
+            self._pending = self._strategy.recover(batches_in_pass, self._recovery)
+            self._recovery = Recovery(batches_in_pass, self._pending)
             # A DataLoader iterator left to the garbage collector stops its workers whenever
             # that runs, and can stall seconds there: stop them now. (A private torch API,
             # hence the guard.)
@@ -307,32 +302,28 @@ class VirtualDataLoader(Generic[T]):
         The format is documented in ``virtual_epochs._state``: counters (``epoch``,
         ``batches_in_epoch``, ``steps``, ``pass``, ``batches_in_pass``), the epoch length, and
         under ``resume`` the strategy, the fingerprint of the settings that decide the sample
-        order, and the strategy's own position. It is safe for ``json`` and for
+        order, and the strategy's own position under its name. It is safe for ``json`` and for
         ``torch.load(..., weights_only=True)`` (with ``"delegate"``, as far as the wrapped
         loader's own state is).
+
+        It changes nothing but the recovery point of the pass in progress: a failure later in
+        the pass resumes from the position returned here (see ``_mark_recovery_point``).
         """
         steps = self._count()
         pass_index, batches_in_pass = self._pass, steps - self._pass_mark
-        if self._reopen_at is not None:
-            position = dict(self._reopen_at)
+        if self._pending is not None:
+            own = _state.copy_plain(self._pending)  # not reopened since: still the position
         elif self._inner is None:
-            position = self._strategy.pass_start()
+            own = self._strategy.position(0)
         elif batches_in_pass and self._strategy.finished(batches_in_pass):
             # The pass has handed out its last batch: save the start of the next one, so that
             # a resume does not reopen a finished pass only to find it empty.
             pass_index, batches_in_pass = pass_index + 1, 0
-            position = self._strategy.pass_start()
+            own = self._strategy.position(0)
         else:
-            position = self._strategy.save(batches_in_pass)
-        done = steps - self._epoch_mark
-        epoch, in_epoch = (
-            (self._epoch + 1, 0)
-            if done >= self._steps_per_epoch
-            else (
-                self._epoch,
-                done,
-            )
-        )
+            own = self._strategy.position(batches_in_pass)
+            self._mark_recovery_point(batches_in_pass, own)
+        epoch, in_epoch = self._epoch_at(steps)
         return {
             _state.VERSION_KEY: _state.VERSION,
             _state.STEPS_PER_EPOCH: self._steps_per_epoch,
@@ -344,28 +335,39 @@ class VirtualDataLoader(Generic[T]):
             _state.RESUME: {
                 _state.STRATEGY: self._strategy.name,
                 _state.FINGERPRINT: dict(self._fingerprint),
-                **position,
+                self._strategy.name: own,
             },
         }
+
+    def _mark_recovery_point(self, batches_in_pass: int, own: Mapping[str, Any]) -> None:
+        """Remember a position just saved as the one to fall back on after a failure.
+
+        A loader that keeps its own state (``delegate``) cannot be trusted after a batch fails
+        inside it; the last position a checkpoint saved in this pass can, so a failure replays
+        from there rather than from the start of the pass.
+        """
+        self._recovery = Recovery(batches_in_pass, _state.copy_plain(own))
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Continue from a ``state_dict()``; call it before iterating.
 
         The next iteration yields the rest of the saved epoch (all of the next one if the saved
         epoch was complete), then epochs continue as in the uninterrupted run. The whole state
-        is checked before anything changes: a failed load leaves the loader as it was.
+        is checked before anything changes: a failed load leaves the loader as it was. States
+        written by virtual_epochs 0.1.0 (format version 1) load too.
 
         ``steps_per_epoch`` may differ from the saved one: the data position carries over
         exactly, epochs keep their numbers, and the epoch in progress ends after
         ``steps_per_epoch`` batches in all (at once, if that many were already handed out).
 
         Raises:
+            RuntimeError: an iteration is inside an epoch it has not finished (load before
+                iterating, or after leaving the loop).
             TypeError: the state, or a value in it, has the wrong type.
             ValueError: a key is missing, the version is unknown, or the checkpoint was saved
                 with settings that give another sample order (the message names the key).
         """
-        running = self._running()
-        if running is not None:
+        if self._running() is not None:
             raise RuntimeError(
                 f"load_state_dict() was called while an epoch of {self!r} is being iterated "
                 f"({self._count() - self._epoch_mark} of {self._steps_per_epoch} batches handed "
@@ -373,15 +375,9 @@ class VirtualDataLoader(Generic[T]):
                 "before iterating: leave the loop (break), or close() the iterator, first; "
                 "nothing was changed"
             )
-        saved = _state.parse(state_dict)
-        if saved.strategy != self._strategy.name:
-            raise ValueError(
-                f"state['resume']['strategy'] is {saved.strategy!r}, but this loader resumes by "
-                f"{self._strategy.name!r}: the checkpoint comes from a differently built loader; "
-                "wrap the same kind of loader as the run that saved it"
-            )
+        saved = _state.parse(state_dict, self._strategy.name)
         fingerprint = self._strategy.fingerprint()
-        _state.check_fingerprint(fingerprint, saved.fingerprint)
+        _state.check_fingerprint(fingerprint, saved.fingerprint, unchecked=saved.unchecked)
         self._strategy.check(saved)
         # Everything is valid: apply. First end an iteration begun before the load (its epoch
         # complete, or not started): it must not go on, and it settles its count now, not into
@@ -389,16 +385,16 @@ class VirtualDataLoader(Generic[T]):
         active = self._active() if self._active is not None else None
         if active is not None:
             active.close()
+        own = _state.copy_plain(saved.own)  # nothing shared with the caller's dict
         self._fingerprint = fingerprint
-        self._strategy.adopt(saved.position)
         in_epoch = min(saved.batches_in_epoch, self._steps_per_epoch)
-        self._steps = saved.steps
+        self._count.reset(saved.steps)
         self._epoch = saved.epoch
         self._epoch_mark = saved.steps - in_epoch
         self._pass = saved.pass_index
         self._pass_mark = saved.steps - saved.batches_in_pass
         self._resuming = True
         self._active = None
-        self._counter = None
         self._inner = None
-        self._reopen_at = saved.position
+        self._pending = own
+        self._recovery = Recovery(saved.batches_in_pass, own)

@@ -152,6 +152,11 @@ class InfiniteSampler(Sampler[int]):
         self._start = start
         self._live: _Stream | None = None
 
+    max_start = _permutation.MAX_START
+    """The largest position ``seek`` and ``start`` accept, ``2**62``: the stream needs room
+    before its positions pass ``2**63``. ``VirtualDataLoader`` checks saved positions against it.
+    """
+
     @property
     def num_samples(self) -> int:
         """The number of samples ``n`` in one pass."""
