@@ -309,6 +309,38 @@ def test_a_seekable_sampler_that_ends_is_an_error() -> None:
         next(iterator)
 
 
+class Countdown:
+    """A user's own SeekableSampler, with plain attributes: index ``g % n`` at position ``g``,
+    with no limit on positions (the protocol sets none)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.start = 0
+        self.world_size = 1
+
+    def seek(self, position: int) -> None:
+        self.start = position
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"n": self.n}
+
+    def __iter__(self) -> Iterator[int]:
+        return (g % self.n for g in itertools.count(self.start))
+
+
+def test_a_users_seekable_sampler_resumes_by_seek_with_no_limit_of_ours() -> None:
+    def make() -> VirtualDataLoader[Any]:
+        return VirtualDataLoader(DataLoader(range(7), batch_size=2, sampler=Countdown(7)), 3)
+
+    assert make().strategy == "seek"
+    state = saved_mid_epoch(make)
+    far = 2**63 + 5  # beyond InfiniteSampler's 2**62: this sampler declares no max_start
+    state["resume"]["seek"]["position"] = far
+    vl = make()
+    vl.load_state_dict(state)
+    assert next(iter(vl)).tolist() == [far % 7, (far + 1) % 7]
+
+
 # ------------------------------------------------------------- version 1 (0.1.0) states
 
 V1 = json.loads((Path(__file__).parent / "fixtures" / "states-v1.json").read_text())

@@ -21,6 +21,12 @@ class SeekableSampler(Protocol):
     Rank ``r`` of ``world_size`` ranks yields global positions ``start + r``,
     ``start + r + world_size``, ...; all ranks together consume ``world_size`` positions per
     index that each of them yields.
+
+    No limit is set on positions. A sampler that has one may declare it as an ``int``
+    attribute ``max_start`` (``InfiniteSampler``'s is ``2**62``): ``VirtualDataLoader`` then
+    refuses a saved position beyond it at load, before anything changes, instead of at the
+    first batch. ``world_size`` is read when a pass opens, so it may come from a process group
+    initialised after the sampler was built.
     """
 
     @property

@@ -29,8 +29,8 @@ def _check_position(name: str, value: Any) -> int:
     check_int(name, value, minimum=0)
     if value > _permutation.MAX_START:
         raise ValueError(
-            f"'{name}' must be an int <= 2**62 (got {value}): the stream needs room before "
-            "its positions pass 2**63"
+            f"'{name}' must be an int <= {_state.as_power(_permutation.MAX_START)} (got {value}): "
+            "the stream needs room before its positions pass 2**63"
         )
     return int(value)
 
