@@ -19,7 +19,7 @@ import torch
 from . import _resume, _state
 from ._checks import check_bool, check_int, describe, short
 from ._counting import StepCount
-from ._strategy import Recovery
+from ._strategy import Recovery, Strategy
 from ._warnings import warn
 
 T = TypeVar("T")
@@ -93,6 +93,9 @@ class VirtualDataLoader(Generic[T]):
         self._recovery: Recovery | None = None
         self._opened = False
         self._active: weakref.ref[Generator[T, None, None]] | None = None
+        # Only a strategy with its own recover() reads the recovery point: for the others,
+        # state_dict() need not copy one.
+        self._keeps_recovery = type(self._strategy).recover is not Strategy.recover
 
     # ----------------------------------------------------------------------------- reading
 
@@ -346,7 +349,8 @@ class VirtualDataLoader(Generic[T]):
         inside it; the last position a checkpoint saved in this pass can, so a failure replays
         from there rather than from the start of the pass.
         """
-        self._recovery = Recovery(batches_in_pass, _state.copy_plain(own))
+        if self._keeps_recovery:
+            self._recovery = Recovery(batches_in_pass, _state.copy_plain(own))
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Continue from a ``state_dict()``; call it before iterating.
