@@ -1,0 +1,130 @@
+"""Seeds for one sample's randomness, as a pure function of ``(seed, global sample position)``.
+
+Each consumer of randomness gets its own stream, derived from the seed by a salt, so that the
+global generators and the explicit per-sample generators never share draws:
+
+- torch's default CPU generator and a per-sample ``torch.Generator``: ``manual_seed`` keeps only
+  the low 32 bits of a seed (mt19937), so their seeds are 32-bit, ``hash32(base + position)``:
+  a bijection of the position, so ``2**32`` consecutive positions all get different streams;
+- numpy's legacy global ``RandomState`` (also mt19937, 32-bit seeds): the same construction;
+- Python's ``random``, which takes any int: a 64-bit SplitMix64 of ``base + position``;
+- a per-sample ``numpy.random.Generator``: Philox, a counter-based generator, keyed by the pair
+  (seed-derived word, position) itself: distinct for every position, no hashing needed.
+
+Seeding goes through ``torch.default_generator.manual_seed`` (about 1 us), not
+``torch.manual_seed`` (about 100 us: it visits every device backend); only the CPU generator
+is seeded. ``GlobalStates`` saves and restores the three global generators around the samples
+loaded in the main process, where the model's own randomness (dropout) lives.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from ._permutation import hash32, splitmix64
+
+try:  # numpy is optional: torch runs without it, and then nobody can draw from numpy.random
+    import numpy as np
+except ImportError:  # pragma: no cover  # numpy is installed wherever the tests run
+    np = None  # type: ignore[assignment]  # the module or nothing
+
+_M32 = 0xFFFFFFFF
+_M64 = (1 << 64) - 1
+
+# One salt per stream: any distinct constants will do (the digits of pi, 64 bits at a time).
+_TORCH, _PYTHON, _NUMPY, _TORCH_GENERATOR, _NUMPY_GENERATOR = (
+    0x243F6A8885A308D3,
+    0x13198A2E03707344,
+    0xA4093822299F31D0,
+    0x082EFA98EC4E6C89,
+    0x452821E638D01377,
+)
+
+
+@lru_cache(maxsize=64)
+def _bases(seed: int) -> tuple[int, int, int, int, int]:
+    """Return the per-stream bases of ``seed``: torch, Python, numpy, torch's and numpy's own."""
+    return (
+        splitmix64(seed ^ _TORCH) & _M32,
+        splitmix64(seed ^ _PYTHON),
+        splitmix64(seed ^ _NUMPY) & _M32,
+        splitmix64(seed ^ _TORCH_GENERATOR) & _M32,
+        splitmix64(seed ^ _NUMPY_GENERATOR),
+    )
+
+
+def torch_seed(seed: int, position: int) -> int:
+    """The seed of torch's global generator for the sample at ``position``.
+
+    >>> len({torch_seed(0, p) for p in range(100_000)})
+    100000
+    """
+    return hash32((_bases(seed)[0] + position) & _M32)
+
+
+def python_seed(seed: int, position: int) -> int:
+    """The seed of Python's ``random`` for the sample at ``position`` (64 bits)."""
+    return splitmix64((_bases(seed)[1] + position) & _M64)
+
+
+def numpy_seed(seed: int, position: int) -> int:
+    """The seed of numpy's legacy global generator for the sample at ``position``."""
+    return hash32((_bases(seed)[2] + position) & _M32)
+
+
+def torch_generator(seed: int, position: int) -> torch.Generator:
+    """A new CPU ``torch.Generator`` for the sample at ``position``."""
+    return torch.Generator().manual_seed(hash32((_bases(seed)[3] + position) & _M32))
+
+
+def numpy_generator(seed: int, position: int) -> Any:
+    """A new ``numpy.random.Generator`` (Philox) for the sample at ``position``.
+
+    Raises:
+        ModuleNotFoundError: numpy is not installed.
+    """
+    if np is None:  # pragma: no cover  # numpy is installed wherever the tests run
+        raise ModuleNotFoundError("numpy_generator() needs numpy; pip install numpy")
+    key = (_bases(seed)[4] << 64) | position  # Philox's 128-bit key: unique per position
+    return np.random.Generator(np.random.Philox(key=key))
+
+
+def seed_globals(seed: int, position: int) -> None:
+    """Seed torch's CPU generator, ``random`` and ``numpy.random`` for the sample at ``position``.
+
+    Only the CPU generator: ``torch.manual_seed`` would also seed every device, 100 times slower.
+    """
+    bases = _bases(seed)
+    torch.default_generator.manual_seed(hash32((bases[0] + position) & _M32))
+    random.seed(splitmix64((bases[1] + position) & _M64))
+    if np is not None:
+        np.random.seed(hash32((bases[2] + position) & _M32))
+
+
+class GlobalStates:
+    """The states of the three global generators, taken when built; ``restore()`` puts them back.
+
+    >>> saved = GlobalStates()
+    >>> before = torch.rand(1)
+    >>> saved.restore()
+    >>> torch.equal(torch.rand(1), before)
+    True
+    """
+
+    __slots__ = ("_numpy", "_python", "_torch")
+
+    def __init__(self) -> None:
+        self._torch = torch.default_generator.get_state()
+        self._python = random.getstate()
+        self._numpy = None if np is None else np.random.get_state()
+
+    def restore(self) -> None:
+        """Put the saved states back."""
+        torch.default_generator.set_state(self._torch)
+        random.setstate(self._python)
+        if np is not None:
+            np.random.set_state(self._numpy)
