@@ -253,8 +253,8 @@ def _keys(
     indices: Iterable[int], position: int, step: int, seed: int, stream: _Stream
 ) -> Iterator[SampleKey]:
     for index in indices:
+        stream.done += 1  # before the yield: the consumer holds the key while we are suspended
         yield SampleKey(index, position, seed)
-        stream.done += 1
         position += step
 
 
