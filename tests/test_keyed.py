@@ -524,6 +524,63 @@ def test_misuse_is_refused_with_what_to_do(make: Any, error: type[Exception], ma
         make()
 
 
+@pytest.mark.parametrize(
+    ("generators", "error", "match"),
+    [
+        (
+            "torch",
+            TypeError,
+            (
+                r"'generators' must be a tuple of names from \('torch', 'random', 'numpy'\) \(got "
+                r"'torch' of type str\)"
+            ),
+        ),
+        (
+            ("torch", "cuda"),
+            ValueError,
+            (
+                r"'generators' must hold names from \('torch', 'random', 'numpy'\) \(got 'cuda' "
+                r"in \('torch', 'cuda'\)\)"
+            ),
+        ),
+        (
+            (),
+            ValueError,
+            (
+                r"'generators' must name at least one of .* \(got \(\)\); with none, use the "
+                "dataset without KeyedDataset"
+            ),
+        ),
+    ],
+)
+def test_generators_must_be_known_names(
+    generators: Any, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        KeyedDataset(IndexDataset(3), generators=generators)
+
+
+def test_only_the_chosen_generators_are_seeded_and_restored() -> None:
+    dataset = KeyedDataset(Augmented(N), generators=["torch"])
+    assert dataset.generators == ("torch",)
+    assert KeyedDataset(Augmented(N)).generators == ("torch", "random", "numpy")
+    key = SampleKey(3, 8, 1)
+    random.seed(0)
+    np.random.seed(0)
+    first = dataset[key]
+    random.seed(1)
+    np.random.seed(1)
+    second = dataset[key]
+    # torch's draws are keyed; random's and numpy's come from wherever the globals stood...
+    assert torch.equal(first[:10], second[:10])
+    assert not torch.equal(first[10:], second[10:])
+    # ...and were not restored: the sample drew from them.
+    random.seed(1)
+    np.random.seed(1)
+    dataset[key]
+    assert random.random() != random.Random(1).random()
+
+
 class _NoLength(Dataset[int]):
     def __getitem__(self, index: int) -> int:
         return index

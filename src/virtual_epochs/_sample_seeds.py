@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -93,20 +93,40 @@ def numpy_generator(seed: int, position: int) -> Any:
     return np.random.Generator(np.random.Philox(key=key))
 
 
-def seed_globals(seed: int, position: int) -> None:
+GENERATORS = ("torch", "random", "numpy")
+"""The global generators that can be keyed, by the names ``KeyedDataset`` takes."""
+
+
+class Which(NamedTuple):
+    """Which global generators to seed (and, in the main process, to save and restore)."""
+
+    torch: bool = True
+    random: bool = True
+    numpy: bool = True
+
+
+ALL = Which()
+
+
+def seed_globals(seed: int, position: int, which: Which = ALL) -> None:
     """Seed torch's CPU generator, ``random`` and ``numpy.random`` for the sample at ``position``.
 
     Only the CPU generator: ``torch.manual_seed`` would also seed every device, 100 times slower.
     """
     bases = _bases(seed)
-    torch.default_generator.manual_seed(hash32((bases[0] + position) & _M32))
-    random.seed(splitmix64((bases[1] + position) & _M64))
-    if np is not None:
+    if which.torch:
+        torch.default_generator.manual_seed(hash32((bases[0] + position) & _M32))
+    if which.random:
+        random.seed(splitmix64((bases[1] + position) & _M64))
+    if which.numpy and np is not None:
         np.random.seed(hash32((bases[2] + position) & _M32))
 
 
 class GlobalStates:
-    """The states of the three global generators, taken when built; ``restore()`` puts them back.
+    """The states of the global generators, taken when built; ``restore()`` puts them back.
+
+    The costs differ a lot (numpy's ``get_state``/``set_state`` pair is some 100 times torch's),
+    which is why ``which`` can leave out the generators a pipeline does not use.
 
     >>> saved = GlobalStates()
     >>> before = torch.rand(1)
@@ -117,14 +137,16 @@ class GlobalStates:
 
     __slots__ = ("_numpy", "_python", "_torch")
 
-    def __init__(self) -> None:
-        self._torch = torch.default_generator.get_state()
-        self._python = random.getstate()
-        self._numpy = None if np is None else np.random.get_state()
+    def __init__(self, which: Which = ALL) -> None:
+        self._torch = torch.default_generator.get_state() if which.torch else None
+        self._python = random.getstate() if which.random else None
+        self._numpy = np.random.get_state() if which.numpy and np is not None else None
 
     def restore(self) -> None:
         """Put the saved states back."""
-        torch.default_generator.set_state(self._torch)
-        random.setstate(self._python)
-        if np is not None:
+        if self._torch is not None:
+            torch.default_generator.set_state(self._torch)
+        if self._python is not None:
+            random.setstate(self._python)
+        if self._numpy is not None:
             np.random.set_state(self._numpy)
