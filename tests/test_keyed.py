@@ -42,7 +42,7 @@ from virtual_epochs import (
     VirtualDataLoader,
 )
 from virtual_epochs._permutation import index_at
-from virtual_epochs._sample_seeds import seed_globals
+from virtual_epochs._sample_seeds import python_seed, seed_globals
 
 N, BATCH, SPE, STEPS = 11, 4, 3, 9  # 11 samples, batches of 4: passes end mid-batch
 
@@ -252,6 +252,16 @@ def test_control_worker_seeded_augmentations_change_with_workers_and_resume() ->
     resumed_stream = torch.cat([head, take(resumed, STEPS - 4)])
     assert torch.equal(resumed_stream[..., 0], one[..., 0])
     assert not torch.equal(resumed_stream, one)  # a resume changes the augmentations
+
+
+def test_seeding_random_is_exactly_random_seed() -> None:
+    saved = random.getstate()
+    random.gauss(0, 1)  # leaves a cached normal sample, which seeding must drop
+    seed_globals(3, 77)
+    state = random.getstate()
+    random.seed(python_seed(3, 77))
+    assert random.getstate() == state
+    random.setstate(saved)
 
 
 # ------------------------------------------------------------------------- independence
