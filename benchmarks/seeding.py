@@ -109,10 +109,11 @@ def _measure(make: Callable[[], DataLoader[Any]], batches: int) -> Measure:
 
 def _pieces(mode: Mode) -> Table:
     """The per-sample pieces alone, in this process: the floor under the pipeline figures."""
-    number = mode.pick(2000, 50)
     positions = iter(range(1 << 40))
     table = Table(
-        f"the pieces alone, per call, this process (best of 5 x {number})",
+        "the pieces alone, per call, this process ("
+        + mode.pick("best of 7 runs of about 0.2 s each", "one run of 20 calls")
+        + ")",
         ["piece", "time per call"],
     )
     pieces: dict[str, Callable[[], object]] = {
@@ -130,7 +131,9 @@ def _pieces(mode: Mode) -> Table:
     }
     state = torch.get_rng_state()
     for name, call in pieces.items():
-        best = min(timeit.repeat(call, number=number, repeat=5)) / number
+        timer = timeit.Timer(call)
+        number = 20 if mode.smoke else timer.autorange()[0]
+        best = min(timer.repeat(number=number, repeat=mode.pick(7, 1))) / number
         table.add(name, fmt_seconds(best))
     torch.set_rng_state(state)
     table.notes.append(

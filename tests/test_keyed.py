@@ -490,6 +490,13 @@ USE = r"give the DataLoader sampler=KeyedSampler\(InfiniteSampler\(dataset, seed
             TypeError,
             rf"\(got \d of type int\): {USE}",
         ),
+        (  # the skip path of VirtualDataLoader: an error that points to InfiniteSampler
+            lambda: next(
+                iter(VirtualDataLoader(DataLoader(KeyedDataset(IndexDataset(3)), shuffle=True), 2))
+            ),
+            TypeError,
+            rf"expected a SampleKey from a KeyedSampler \(got \d of type int\): {USE}",
+        ),
         (
             lambda: next(
                 iter(
