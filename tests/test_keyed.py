@@ -399,6 +399,44 @@ def test_sampler_is_a_seekable_sampler_with_the_inner_settings() -> None:
     assert next(iter(sampler)).position == 11
 
 
+class _LateRanks:
+    """A user's own SeekableSampler whose rank is known only once "the process group" is up."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.start = 0
+
+    @property
+    def rank(self) -> int:
+        if not self.ready:
+            raise RuntimeError("no process group yet")
+        return 1
+
+    @property
+    def world_size(self) -> int:
+        if not self.ready:
+            raise RuntimeError("no process group yet")
+        return 2
+
+    def seek(self, position: int) -> None:
+        self.start = position
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "late"}
+
+    def __iter__(self) -> Any:
+        return itertools.count(100)
+
+
+def test_rank_and_world_size_are_read_at_iteration_not_when_built() -> None:
+    inner = _LateRanks()
+    sampler = KeyedSampler(inner, seed=2)  # before "init_process_group": no error
+    inner.ready = True
+    sampler.seek(10)
+    keys = list(itertools.islice(sampler, 3))
+    assert [(key.index, key.position) for key in keys] == [(100, 11), (101, 13), (102, 15)]
+
+
 def test_sampler_state_dict_round_trips_through_json() -> None:
     sampler = KeyedSampler(InfiniteSampler(N, seed=3, rank=1, world_size=2), seed=4)
     assert sampler.state_dict()["start"] == 0

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Iterator, Sized
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
@@ -33,6 +33,7 @@ from ._protocols import SeekableSampler
 T_co = TypeVar("T_co", covariant=True)
 
 _MAX_SEED = (1 << 64) - 1
+_NEEDED = ("start", "world_size", "rank", "seek", "fingerprint", "__iter__")  # SeekableSampler+
 _USE_INSTEAD = (
     "give the DataLoader sampler=KeyedSampler(InfiniteSampler(dataset, seed=...)); plain "
     "samplers (shuffle=True, RandomSampler, DistributedSampler, a bare InfiniteSampler) carry "
@@ -160,8 +161,9 @@ class KeyedSampler(Sampler[SampleKey]):
                 "'sampler' is already a KeyedSampler; wrap the InfiniteSampler once, with the "
                 "seed you want"
             )
-        seekable = isinstance(sampler, SeekableSampler) and isinstance(sampler, Iterable)
-        if not seekable or inspect.getattr_static(sampler, "rank", None) is None:
+        # Looked up statically: evaluating 'rank' or 'world_size' here could resolve them from
+        # torch.distributed before the process group exists; they are read at iter() instead.
+        if any(inspect.getattr_static(sampler, name, None) is None for name in _NEEDED):
             raise TypeError(
                 "'sampler' must be an endless SeekableSampler with a 'rank', such as "
                 f"InfiniteSampler(dataset, seed=...) (got {describe(sampler)}): only a sampler "
@@ -258,7 +260,7 @@ def _keys(
         position += step
 
 
-class KeyedDataset(Dataset[T_co], Generic[T_co]):
+class KeyedDataset(Dataset[T_co]):
     """Wraps a map-style dataset: every sample's global random draws are keyed by its position.
 
     It takes a ``SampleKey`` (from a ``KeyedSampler``), seeds torch's CPU generator, Python's
