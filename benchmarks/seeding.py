@@ -173,9 +173,7 @@ def _in_workers(mode: Mode, report: Report) -> Table:
         if name == "keyed: torch, random, numpy":
             limit = GOALS["workers"]
             goal = f"<= {limit}x"
-            cell = report.goal(
-                f"seeding, in {WORKERS} workers: keyed <= {limit}x plain", ratio <= limit
-            )
+            cell = report.goal(f"seeding, in the workers: keyed <= {limit}x plain", ratio <= limit)
         is_plain = name.startswith("plain")
         table.add(
             name,
