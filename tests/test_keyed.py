@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +49,7 @@ from virtual_epochs import (
 from virtual_epochs._permutation import index_at
 from virtual_epochs._sample_seeds import python_seed, seed_globals
 
+TESTS = Path(__file__).resolve().parent
 N, BATCH, SPE, STEPS = 11, 4, 3, 9  # 11 samples, batches of 4: passes end mid-batch
 
 pytestmark = pytest.mark.filterwarnings("ignore:This DataLoader will create:UserWarning")
@@ -661,3 +667,68 @@ def test_sample_key_is_a_plain_value() -> None:
     assert key != (1, 2, 3)
     assert len({key, SampleKey(1, 2, 3)}) == 1
     assert SampleKey.check(key) is key
+
+
+# ------------------------------------------------------------- SIGKILL, then a fresh process
+
+CHILD = """
+import json, os, sys
+from _keyed_data import keyed_loader
+
+workers, checkpoint, out, total = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+vl = keyed_loader(11, 4, 3, num_workers=workers)
+if os.path.exists(checkpoint):
+    with open(checkpoint) as f:
+        vl.load_state_dict(json.load(f))
+with open(out, "a") as lines:
+    while vl.steps < total:
+        for batch in vl:
+            lines.write(json.dumps([vl.steps, batch.tolist()]) + "\\n")
+            lines.flush()
+            with open(checkpoint + ".tmp", "w") as f:
+                json.dump(vl.state_dict(), f)
+            os.replace(checkpoint + ".tmp", checkpoint)
+            print(vl.steps, flush=True)
+            if vl.steps == total:
+                break
+"""
+
+
+@pytest.mark.timeout(180)
+def test_a_run_killed_with_sigkill_resumes_in_a_fresh_process_with_other_workers(
+    tmp_path: Path,
+) -> None:
+    total = 12
+    checkpoint, out = tmp_path / "state.json", tmp_path / "batches.jsonl"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+
+    def command(workers: int) -> list[str]:
+        return [sys.executable, "-c", CHILD, str(workers), str(checkpoint), str(out), str(total)]
+
+    with subprocess.Popen(
+        command(2), stdout=subprocess.PIPE, text=True, env=env, start_new_session=True
+    ) as child:
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                if int(line) >= 5:
+                    os.killpg(child.pid, signal.SIGKILL)  # the run and its workers, no cleanup
+                    break
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    killed_at = json.loads(checkpoint.read_text())["steps"]
+    assert 5 <= killed_at < total
+    subprocess.run(command(1), env=env, check=True, timeout=120, capture_output=True)
+    stream: dict[int, Any] = {}
+    for line in out.read_text().splitlines():
+        step, batch = json.loads(line)
+        assert stream.setdefault(step, batch) == batch  # a step written twice: the same batch
+    assert sorted(stream) == list(range(1, total + 1))
+    got = torch.tensor([stream[step] for step in sorted(stream)], dtype=torch.float64)
+    assert torch.equal(got, take(keyed_loader(N, BATCH, SPE), total))
