@@ -283,7 +283,7 @@ class KeyedDataset(Dataset[T_co]):
             ``"numpy"`` (all three by default). Leave out only those that nothing in the
             pipeline draws from (torchvision draws from torch; albumentations from ``random``
             and numpy): one left out but used draws unkeyed, worker-seeded values again. Each
-            costs time per sample: about 1 us for torch, 7 for ``random``, 2 for numpy, and
+            costs time per sample: about 1 us for torch, 5 for ``random``, 2 for numpy (warm), and
             in the main process their save and restore (once per batch) about 1, 13 and 80.
 
     >>> from torch.utils.data import DataLoader
