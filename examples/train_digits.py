@@ -1,17 +1,21 @@
 """Train a small network with virtual epochs, kill it with SIGKILL, resume, and prove it exact.
 
 The demo behind ``make demo``. It trains an MLP on scikit-learn's bundled digits dataset (1797
-8x8 images, no download) with a ``DataLoader`` over an ``InfiniteSampler``, cut into virtual
+8x8 images, no download), randomly augmented (each image shifted by up to a pixel and given
+Gaussian noise, drawn from torch's global generator in ``__getitem__``), with a ``DataLoader``
+over an ``InfiniteSampler`` and DataLoader workers, cut into virtual
 epochs by ``VirtualDataLoader``: each epoch is ``--steps-per-epoch`` batches (by default a third
 of a pass over the training data), so validation, checkpoints, the progress bar and the LR
 schedule (``OneCycleLR`` sized from ``epochs * len(loader)``) come on a steady cadence whatever
 the size of the dataset. Then it shows that training resumes exactly:
 
-1. the reference: the whole run, uninterrupted, in this process;
-2. the same run in a child process that checkpoints every few steps (mid-epoch too) and at the
-   end of each epoch; this process kills it with SIGKILL at a random step;
-3. the same command again, in a fresh process: it finds the last checkpoint and finishes the
-   run from there, mid-epoch if that is where the checkpoint was taken.
+1. the reference: the whole run, uninterrupted, in this process (no workers by default);
+2. the same run in a child process with DataLoader workers (2 by default) that checkpoints
+   every few steps (mid-epoch too) and at the end of each epoch; this process kills it, workers
+   and all, with SIGKILL at a random step;
+3. the same command again, in a fresh process, with another number of workers (1 by default):
+   it finds the last checkpoint and finishes the run from there, mid-epoch if that is where the
+   checkpoint was taken.
 
 Finally every tensor of the resumed model is compared with the reference's by ``torch.equal``:
 they must be bitwise identical. The exit status is 0 only if they are.
@@ -20,6 +24,11 @@ What makes the resume exact:
 
 - the data position: ``VirtualDataLoader.state_dict()`` in the checkpoint; with an
   ``InfiniteSampler`` inside, resuming seeks the sampler (O(1), nothing replayed);
+- the augmentations: ``KeyedSampler`` and ``KeyedDataset`` seed each sample's random draws from
+  its global sample position, so they do not depend on which worker loads it, on how many
+  workers there are, or on where the run was resumed (worker seeds would give other shifts and
+  noise after the restart); without workers the dataset puts the global RNG back after each
+  batch, so dropout never sees the augmentations' draws;
 - model, optimizer and LR scheduler states, and the global RNG state (the model has dropout);
 - a ``DataLoader`` with a generator of its own, so that its workers' seeds never depend on
   the global RNG (``VirtualDataLoader`` itself leaves the global RNG untouched when it restarts
@@ -54,11 +63,11 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
-from torch.nn.functional import cross_entropy
-from torch.utils.data import DataLoader, TensorDataset
+from torch.nn.functional import cross_entropy, pad
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
-from virtual_epochs import InfiniteSampler, VirtualDataLoader
+from virtual_epochs import InfiniteSampler, KeyedDataset, KeyedSampler, VirtualDataLoader
 
 CHECKPOINT = "checkpoint.pt"
 FINAL = "final.pt"
@@ -97,6 +106,15 @@ class Config:
         ]
 
 
+@dataclass(frozen=True)
+class Workers:
+    """DataLoader workers of the three runs; they change how samples are loaded, not which."""
+
+    reference: int = 0
+    killed: int = 2
+    resumed: int = 1
+
+
 @dataclass
 class Trainer:
     """The stateful parts of one training run."""
@@ -130,17 +148,43 @@ def load_data(seed: int) -> tuple[TensorDataset, TensorDataset]:
     return tensors(x_train, y_train), tensors(x_val, y_val)
 
 
-def build_trainer(cfg: Config, train_ds: TensorDataset) -> Trainer:
-    """Build model, optimizer, schedule and loader, from the seed alone."""
+class Augmented(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """The training images, each shifted by up to one pixel and given noise, at random.
+
+    The draws come from torch's global generator, as in most augmentation code (torchvision's
+    transforms too); ``KeyedDataset`` seeds it for each sample from the sample's position.
+    """
+
+    def __init__(self, data: TensorDataset, noise: float = 0.05) -> None:
+        self.images, self.labels = data.tensors
+        self.noise = noise
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = pad(self.images[index].view(8, 8), (1, 1, 1, 1))  # a blank 1-pixel border
+        dy, dx = torch.randint(0, 3, (2,)).tolist()
+        shifted = image[dy : dy + 8, dx : dx + 8]
+        noisy = shifted + self.noise * torch.randn(8, 8)
+        return noisy.reshape(64), self.labels[index]
+
+
+def build_trainer(cfg: Config, train_ds: TensorDataset, num_workers: int = 0) -> Trainer:
+    """Build model, optimizer, schedule and loader, from the seed alone.
+
+    ``num_workers`` changes how the samples are loaded, never which ones or how augmented.
+    """
     torch.manual_seed(cfg.seed)
     model = nn.Sequential(
         nn.Linear(64, cfg.hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(cfg.hidden, 10)
     )
     loader = DataLoader(
-        train_ds,
+        KeyedDataset(Augmented(train_ds)),
         batch_size=cfg.batch_size,
-        sampler=InfiniteSampler(train_ds, seed=cfg.seed),
-        num_workers=0,
+        # Each index comes with its global sample position, which keys its augmentation.
+        sampler=KeyedSampler(InfiniteSampler(train_ds, seed=cfg.seed), seed=cfg.seed),
+        num_workers=num_workers,
         # Its own generator, so that starting the DataLoader's iterator (which a resumed run does
         # at the resume point) does not draw from the global RNG that dropout uses.
         generator=torch.Generator().manual_seed(cfg.seed),
@@ -266,7 +310,7 @@ def checkpoint_position(path: Path) -> tuple[int, int, int] | None:
 # ------------------------------------------------------------------------- the child process
 
 
-def run_child(cfg: Config, run_dir: Path, report_fd: int | None) -> int:
+def run_child(cfg: Config, run_dir: Path, report_fd: int | None, num_workers: int) -> int:
     """Train with checkpoints in ``run_dir``, resuming from the last one if there is one.
 
     With ``report_fd`` (the parent watches this run to kill it): write ``step N`` there after
@@ -274,7 +318,7 @@ def run_child(cfg: Config, run_dir: Path, report_fd: int | None) -> int:
     """
     make_deterministic()
     train_ds, val_ds = load_data(cfg.seed)
-    t = build_trainer(cfg, train_ds)
+    t = build_trainer(cfg, train_ds, num_workers)
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists():
         load_checkpoint(t, checkpoint)
@@ -305,19 +349,35 @@ def run_child(cfg: Config, run_dir: Path, report_fd: int | None) -> int:
 # ------------------------------------------------------------------------------- the parent
 
 
-def child_command(cfg: Config, run_dir: Path, report_fd: int | None = None) -> list[str]:
-    command = [sys.executable, __file__, *cfg.argv(), f"--run-dir={run_dir}", "--child"]
+def child_command(
+    cfg: Config, run_dir: Path, num_workers: int, report_fd: int | None = None
+) -> list[str]:
+    command = [
+        sys.executable,
+        __file__,
+        *cfg.argv(),
+        f"--run-dir={run_dir}",
+        f"--workers={num_workers}",
+        "--child",
+    ]
     return command if report_fd is None else [*command, f"--report-fd={report_fd}"]
 
 
-def run_and_kill(cfg: Config, run_dir: Path, kill_at: int) -> tuple[int, int]:
-    """Start the watched child and SIGKILL it once it reports step ``kill_at``.
+def run_and_kill(cfg: Config, run_dir: Path, kill_at: int, num_workers: int) -> tuple[int, int]:
+    """Start the watched child and SIGKILL it, workers and all, once it reports step ``kill_at``.
+
+    The child runs in a session of its own, and the signal goes to its whole process group, as
+    a scheduler's preemption would: its DataLoader workers die with it (left alone, they would
+    notice the orphaning only seconds later, holding the report pipe open meanwhile).
 
     Returns the step at which the kill was sent and the last step the child reported.
     """
     read_end, write_end = os.pipe()
     with subprocess.Popen(
-        child_command(cfg, run_dir, write_end), stdin=subprocess.PIPE, pass_fds=(write_end,)
+        child_command(cfg, run_dir, num_workers, write_end),
+        stdin=subprocess.PIPE,
+        pass_fds=(write_end,),
+        start_new_session=True,
     ) as child:
         os.close(write_end)  # the child holds the only write end: EOF when it dies
         sent_at = last = 0
@@ -326,11 +386,11 @@ def run_and_kill(cfg: Config, run_dir: Path, kill_at: int) -> tuple[int, int]:
                 for line in reports:
                     last = int(line.removeprefix(STEP_REPORT))
                     if not sent_at and last >= kill_at:
-                        child.send_signal(signal.SIGKILL)  # no cleanup, atexit or finally
+                        os.killpg(child.pid, signal.SIGKILL)  # no cleanup, atexit or finally
                         sent_at = last
         finally:
             if not sent_at:
-                child.kill()
+                os.killpg(child.pid, signal.SIGKILL)
             status = child.wait()
     if status != -signal.SIGKILL or not sent_at:
         raise RuntimeError(f"the child process ended with status {status} before it was killed")
@@ -346,9 +406,9 @@ class Outcome:
     steps: int
 
 
-def restart(cfg: Config, run_dir: Path) -> Outcome:
+def restart(cfg: Config, run_dir: Path, num_workers: int) -> Outcome:
     """Run the same training command again; return what it saved at the end."""
-    subprocess.run(child_command(cfg, run_dir), check=True)
+    subprocess.run(child_command(cfg, run_dir, num_workers), check=True)
     final = torch.load(run_dir / FINAL, weights_only=True)
     return Outcome(final["model"], as_history(final["history"]), cfg.total_steps)
 
@@ -372,10 +432,13 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def print_header(cfg: Config, n_train: int, n_val: int, kill_note: str | None) -> None:
+def print_header(
+    cfg: Config, n_train: int, n_val: int, kill_note: str | None, workers: Workers
+) -> None:
     samples = cfg.steps_per_epoch * cfg.batch_size
     say("Virtual epochs demo: fixed-length epochs, and a training run killed and resumed exactly")
-    say(f"  data    scikit-learn digits: {n_train} training / {n_val} validation images, 8x8")
+    say(f"  data    scikit-learn digits: {n_train} training / {n_val} validation images, 8x8;")
+    say("          random shifts (up to 1 pixel) and noise, keyed by each sample's position")
     say(f"  model   MLP 64-{cfg.hidden}-10 with dropout; AdamW; OneCycleLR over all steps")
     say(
         f"  epochs  {cfg.epochs} virtual epochs of {cfg.steps_per_epoch} batches of "
@@ -384,12 +447,19 @@ def print_header(cfg: Config, n_train: int, n_val: int, kill_note: str | None) -
     )
     if kill_note is None:
         return
-    say("  plan    1. train without interruption: the reference")
-    say("          2. train again in a child process that checkpoints every")
-    say(f"             {cfg.checkpoint_every} steps and after each epoch's validation;")
-    say(f"             SIGKILL it at step {kill_note}")
-    say("          3. run the same command again: it resumes from the last checkpoint")
+    say(f"  plan    1. train without interruption ({plural(workers.reference)}): the reference")
+    say(f"          2. train again in a child process ({plural(workers.killed)}) that")
+    say(f"             checkpoints every {cfg.checkpoint_every} steps and after each epoch's")
+    say(f"             validation; SIGKILL it at step {kill_note}")
+    say(f"          3. run the same command again ({plural(workers.resumed)}): it resumes")
+    say("             from the last checkpoint")
     say("          4. compare the final weights of 1 and 3 bit for bit")
+
+
+def plural(workers: int) -> str:
+    if workers == 0:
+        return "no DataLoader workers"
+    return f"{workers} DataLoader worker{'s' if workers > 1 else ''}"
 
 
 def accuracy_line(outcome: Outcome) -> str:
@@ -427,28 +497,41 @@ def run_directory(path: Path | None) -> Iterator[Path]:
     yield path
 
 
-def reference_run(cfg: Config, train_ds: TensorDataset, val_ds: TensorDataset) -> Outcome:
+def reference_run(
+    cfg: Config, train_ds: TensorDataset, val_ds: TensorDataset, num_workers: int
+) -> Outcome:
     start = time.perf_counter()
-    t = build_trainer(cfg, train_ds)
+    t = build_trainer(cfg, train_ds, num_workers)
     train(t, cfg, val_ds, label="reference")
     outcome = Outcome(t.model.state_dict(), t.history, t.loader.steps)
     say(f"  done in {time.perf_counter() - start:.1f} s: {accuracy_line(outcome)}")
     return outcome
 
 
-def kill_and_resume(cfg: Config, run_dir: Path, kill_at: int) -> tuple[Outcome, str]:
+def kill_and_resume(
+    cfg: Config, run_dir: Path, kill_at: int, workers: Workers
+) -> tuple[Outcome, str]:
     """Run the training in a child, kill it, restart it; return the outcome and what happened."""
-    say(f"\n[2/4] The same run in a child process, to be killed at step {kill_at}")
-    sent_at, last = run_and_kill(cfg, run_dir, kill_at)
+    say(
+        f"\n[2/4] The same run in a child process with {plural(workers.killed)}, to be killed "
+        f"at step {kill_at}"
+    )
+    sent_at, last = run_and_kill(cfg, run_dir, kill_at, workers.killed)
     died = "" if last == sent_at else f"; it had reported step {last} when it died"
     say(f"\n  ** SIGKILL sent when the child reported step {sent_at}{died} **")
     position = checkpoint_position(run_dir / CHECKPOINT)
     say(f"  last checkpoint on disk: {describe_position(position, cfg)}")
-    say("\n[3/4] The same command again, in a fresh process: it resumes from that checkpoint")
-    resumed = restart(cfg, run_dir)
+    say(
+        f"\n[3/4] The same command again, in a fresh process with {plural(workers.resumed)}: "
+        "it resumes from that checkpoint"
+    )
+    resumed = restart(cfg, run_dir, workers.resumed)
     say(f"  done: {accuracy_line(resumed)}")
     resumed_from = "scratch" if position is None else f"its checkpoint at step {position[0]}"
-    return resumed, f"killed at step {last}, resumed from {resumed_from}"
+    return resumed, (
+        f"killed at step {last} ({plural(workers.killed)}), resumed from {resumed_from} "
+        f"({plural(workers.resumed)})"
+    )
 
 
 def verdict(reference: Outcome, resumed: Outcome) -> bool:
@@ -497,18 +580,19 @@ def run_demo(args: argparse.Namespace, cfg: Config) -> int:
     make_deterministic()
     train_ds, val_ds = load_data(cfg.seed)
     n_train, n_val = len(train_ds), len(val_ds)
+    workers = Workers(args.reference_workers, args.workers, args.resume_workers)
     if args.no_kill:
-        print_header(cfg, n_train, n_val, None)
+        print_header(cfg, n_train, n_val, None, workers)
         say()
-        reference = reference_run(cfg, train_ds, val_ds)
+        reference = reference_run(cfg, train_ds, val_ds, workers.reference)
         print_summary(cfg, reference, n_train, "not tried (--no-kill)")
         return 0
     kill_at, kill_note = choose_kill_step(args, cfg)
-    print_header(cfg, n_train, n_val, kill_note)
-    say("\n[1/4] The reference run, uninterrupted")
-    reference = reference_run(cfg, train_ds, val_ds)
+    print_header(cfg, n_train, n_val, kill_note, workers)
+    say(f"\n[1/4] The reference run, uninterrupted, with {plural(workers.reference)}")
+    reference = reference_run(cfg, train_ds, val_ds, workers.reference)
     with run_directory(args.run_dir) as run_dir:
-        resumed, events = kill_and_resume(cfg, run_dir, kill_at)
+        resumed, events = kill_and_resume(cfg, run_dir, kill_at, workers)
     identical = verdict(reference, resumed)
     outcome = "bitwise identical" if identical else "NOT identical"
     print_summary(cfg, resumed, n_train, f"{events}: weights {outcome}")
@@ -551,6 +635,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     kill.add_argument("--kill-at", type=positive, help="the step at which to kill the run")
     kill.add_argument("--kill-seed", type=non_negative, help="draw the kill step from this seed")
     kill.add_argument("--no-kill", action="store_true", help="train once, no resume check")
+    defaults = Workers()
+    parser.add_argument(
+        "--reference-workers",
+        type=non_negative,
+        default=defaults.reference,
+        help=f"DataLoader workers of the uninterrupted run (default {defaults.reference})",
+    )
+    parser.add_argument(
+        "--workers",
+        type=non_negative,
+        default=defaults.killed,
+        help=f"DataLoader workers of the run that is killed (default {defaults.killed})",
+    )
+    parser.add_argument(
+        "--resume-workers",
+        type=non_negative,
+        default=defaults.resumed,
+        help=f"DataLoader workers of the resumed run (default {defaults.resumed})",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -586,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
     )
     if args.child:
-        return run_child(cfg, args.run_dir, args.report_fd)
+        return run_child(cfg, args.run_dir, args.report_fd, args.workers)
     return run_demo(args, cfg)
 
 

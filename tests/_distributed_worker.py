@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from _keyed_data import keyed_loader
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
 
 
@@ -43,6 +44,8 @@ def run(rank: int, world_size: int, config: dict[str, Any]) -> None:
 
 def loader(config: dict[str, Any]) -> VirtualDataLoader[Any]:
     n, batch = config["n"], config["batch"]
+    if config["sampler"] == "keyed":  # augmented samples, randomness keyed by position
+        return keyed_loader(n, batch, config["spe"], seed=config["seed"])
     if config["sampler"] == "infinite":
         sampler: Any = InfiniteSampler(n, seed=config["seed"])  # rank, world size from dist
     else:

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import torch.multiprocessing as mp
 
 import _distributed_worker
+from _keyed_data import keyed_loader, take
 from virtual_epochs import InfiniteSampler
 
 N, BATCH, SPE, SEED = 23, 3, 4, 7  # 23 samples: shards and batches are uneven
@@ -132,3 +134,19 @@ def test_equal_steps_contiguous_windows_and_resume_on_2_3_2_1_ranks(tmp_path: Pa
     single = [[batch.tolist()] for _ in range(vl.epoch, 12) for batch in vl]
     check_windows([{"batches": [b[0] for b in single]}], start=position)
     assert vl.steps == 12 * SPE
+
+
+@pytest.mark.timeout(120)
+def test_keyed_augmentations_on_2_ranks_equal_1_rank_with_the_same_global_batch(
+    tmp_path: Path,
+) -> None:
+    reports = launch(2, tmp_path, "keyed", sampler="keyed", epochs=3, save_at=5)
+    assert all(r["states_agree"] for r in reports)
+    single = take(keyed_loader(N, 2 * BATCH, SPE, seed=SEED), 3 * SPE)
+    # Rank r holds positions start + r, start + r + 2, ...: interleave the ranks' rows.
+    ranks = torch.tensor([r["batches"] for r in reports], dtype=torch.float64)
+    assert torch.equal(ranks.permute(1, 2, 0, 3).reshape(single.shape), single)
+    # The 2-rank checkpoint resumes on 1 rank with the same augmentations.
+    resumed = keyed_loader(N, 2 * BATCH, SPE, seed=SEED)
+    resumed.load_state_dict(reports[0]["saved"])
+    assert torch.equal(take(resumed, 3 * SPE - 5), single[5:])

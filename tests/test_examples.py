@@ -44,6 +44,9 @@ def test_quick_demo_is_killed_resumed_and_bitwise_identical(tmp_path: Path) -> N
     assert "Verdict: IDENTICAL" in result.stdout, output
     assert "SIGKILL sent when the child reported step" in result.stdout, output
     assert "last checkpoint on disk: step" in result.stdout, output
+    # Killed with 2 workers, resumed with 1: the augmentations do not depend on the workers.
+    assert "in a child process with 2 DataLoader workers, to be killed" in result.stdout, output
+    assert "in a fresh process with 1 DataLoader worker: it resumes" in result.stdout, output
     # The checkpoint that the restart resumed from is plain data: the loader's part is JSON-safe.
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     json.dumps(checkpoint["loader"])
@@ -107,3 +110,22 @@ def test_kill_at_must_be_inside_the_run(demo: ModuleType) -> None:
     with pytest.raises(SystemExit):
         demo.parse_args(["--quick", "--kill-at=20"])
     assert demo.parse_args(["--quick", "--kill-at=19"]).kill_at == 19
+
+
+@pytest.mark.timeout(60)
+def test_demo_batches_are_augmented_and_the_same_with_workers(demo: ModuleType) -> None:
+    train_ds, _ = demo.load_data(0)
+    cfg = demo.Config(epochs=2, steps_per_epoch=3, batch_size=8, checkpoint_every=2, seed=0)
+
+    def batches(num_workers: int) -> list[torch.Tensor]:
+        loader = demo.build_trainer(cfg, train_ds, num_workers).loader
+        return [x for x, _ in loader]
+
+    plain = batches(0)
+    assert torch.equal(torch.stack(plain), torch.stack(batches(2)))
+    # Augmented: not the stored images, and a new draw each time an image comes back.
+    images, _ = train_ds.tensors
+    sampler = demo.build_trainer(cfg, train_ds).loader.loader.sampler
+    first = next(iter(sampler))
+    assert not torch.equal(plain[0][0], images[first.index])
+    assert (plain[0][0] - images[first.index]).abs().max() < 1.5  # a shift and a little noise

@@ -58,8 +58,8 @@ def choose(loader: Iterable[Any], *, verify_replay: bool = False) -> Strategy:
             "with the pass index in the main process, but persistent_workers=True keeps the "
             "workers' copies of the dataset from the first pass: whatever the dataset derives "
             "from set_epoch (an augmentation seed, a shard) stays at pass 0 in the workers. Use "
-            "persistent_workers=False, or key the randomness by the sample position instead "
-            "(an InfiniteSampler and position-seeded samples: see the README)"
+            "persistent_workers=False, or key the randomness by the sample position instead: "
+            "KeyedDataset(dataset) with KeyedSampler(InfiniteSampler(dataset))"
         )
     return strategy
 
