@@ -203,6 +203,12 @@ class KeyedSampler(Sampler[SampleKey]):
         """The global sample position at which the next ``iter()`` starts."""
         return self._sampler.start
 
+    @property
+    def max_start(self) -> int | None:
+        """The largest start position the wrapped sampler declares, if it declares one."""
+        limit = getattr(self._sampler, "max_start", None)
+        return limit if isinstance(limit, int) else None
+
     def seek(self, position: int) -> None:
         """Make the next ``iter()`` start at global sample ``position``."""
         self._sampler.seek(position)
@@ -246,7 +252,7 @@ class KeyedSampler(Sampler[SampleKey]):
             state_dict,
             owner="KeyedSampler",
             fingerprint=self.fingerprint(),
-            max_start=_permutation.MAX_START,
+            max_start=_permutation.MAX_POSITION if self.max_start is None else self.max_start,
         )
         self.seek(start)
 
