@@ -111,6 +111,34 @@ def indices(
     if first < 0 or last > MAX_POSITION:
         raise OverflowError(f"sample positions must be in [0, 2**63) (got {first} to {last})")
     positions = torch.arange(count, dtype=torch.int64).mul_(stride).add_(first)
+    return _indices_of(positions, first, last, n=n, seed=seed, shuffle=shuffle)
+
+
+def indices_of(positions: torch.Tensor, *, n: int, seed: int, shuffle: bool) -> torch.Tensor:
+    """Return the dataset indices at ``positions``: an ``int64`` tensor, not decreasing.
+
+    The form of ``indices`` for positions that are not evenly spaced (a mixture's positions
+    within one source); ``positions`` is consumed.
+
+    >>> indices_of(torch.tensor([0, 1, 7, 9]), n=5, seed=0, shuffle=False).tolist()
+    [0, 1, 2, 4]
+    >>> indices_of(torch.tensor([3, 8, 40]), n=5, seed=2, shuffle=True).tolist() == [
+    ...     index_at(g, n=5, seed=2, shuffle=True) for g in (3, 8, 40)]
+    True
+    """
+    if positions.numel() == 0:
+        return positions
+    first, last = int(positions[0]), int(positions[-1])
+    if first < 0 or last > MAX_POSITION:
+        raise OverflowError(f"sample positions must be in [0, 2**63) (got {first} to {last})")
+    return _indices_of(positions, first, last, n=n, seed=seed, shuffle=shuffle)
+
+
+def _indices_of(
+    positions: torch.Tensor, first: int, last: int, *, n: int, seed: int, shuffle: bool
+) -> torch.Tensor:
+    """``indices_of`` once the first and last positions are known and checked."""
+    count = positions.numel()
     first_pass = first // n
     last_pass = last // n
     if first_pass == last_pass:
@@ -130,11 +158,12 @@ def indices(
         if table_rows * n > _TABLE_LIMIT:
             # Many passes in one chunk: split it so that the table stays small.
             half = count // 2
-            rest = first + stride * half
+            offsets.add_(passes * n)  # type: ignore[operator]  # passes is set: several rows
+            head, tail = offsets[:half], offsets[half:]
             return torch.cat(
                 [
-                    indices(first, stride, half, n=n, seed=seed, shuffle=True),
-                    indices(rest, stride, count - half, n=n, seed=seed, shuffle=True),
+                    _indices_of(head, first, int(head[-1]), n=n, seed=seed, shuffle=True),
+                    _indices_of(tail, int(tail[0]), last, n=n, seed=seed, shuffle=True),
                 ]
             )
         if passes is None:
