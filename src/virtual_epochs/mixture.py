@@ -48,6 +48,14 @@ def _check_position(name: str, value: Any) -> int:
     return int(value)
 
 
+def _check_any_position(value: Any) -> int:
+    """Return ``value`` if it is a position of the stream: an ``int`` in ``[0, 2**63)``."""
+    check_int("position", value, minimum=0)
+    if value > _permutation.MAX_POSITION:
+        raise ValueError(f"'position' must be an int < 2**63 (got {value})")
+    return int(value)
+
+
 def _sizes(sources: Any) -> list[int]:
     """Return the number of samples of each source (a ``ConcatDataset`` or a sequence)."""
     if isinstance(sources, ConcatDataset):
@@ -136,8 +144,8 @@ class MixtureSampler(Sampler[int]):
 
     Global position ``g`` goes to source ``k`` by a pure low-discrepancy rule: in every prefix
     of the stream (and so in every window) each source holds its weight's share within
-    ``bound`` samples (``ceil(log2(K)) / 2`` for ``K`` sources: 1 for three), whatever the
-    length. Each source walks its own endless ``InfiniteSampler`` order (a new permutation of
+    ``bound`` samples (``ceil(log2(K)) / 2`` for ``K`` sources: 1 for three; as much again
+    for each phase change), whatever the length. Each source walks its own endless ``InfiniteSampler`` order (a new permutation of
     that source every pass, seed ``source_seed(seed, k)``), whatever the others do. The indices
     are those of ``ConcatDataset(sources)``: source ``k``'s index ``i`` is
     ``sum(sizes[:k]) + i``.
@@ -222,12 +230,21 @@ class MixtureSampler(Sampler[int]):
 
     @property
     def bound(self) -> list[float]:
-        """Each source's discrepancy bound per phase: ``|count - share * length|`` at most this.
+        """Each source's proportion bound, valid for every prefix of the stream.
 
-        Within one phase, for every prefix; each phase change can add as much again.
+        In every prefix of ``L`` positions, source ``k``'s count differs from its target (the
+        sum, over the phases the prefix meets, of ``weight_k / sum(weights)`` times the
+        positions in that phase) by at most ``bound[k]``: ``depth_k / 2`` for each phase begun
+        (``_mixture_rule``), so ``ceil(log2(K)) / 2`` with one phase. It does not grow with
+        ``L``; in a window it is at most twice as large.
+
+        >>> MixtureSampler([5, 5, 5], [1, 1, 1]).bound
+        [1.0, 1.0, 0.5]
+        >>> MixtureSampler([5, 5, 5], [1, 1, 1], phases=[(100, [1, 0, 1])]).bound
+        [2.0, 2.0, 1.0]
         """
         trees = [phase.tree for phase in self._schedule.phases]
-        return [max(t.depth[k] for t in trees) / 2 for k in range(len(self._sizes))]
+        return [sum(t.depth[k] for t in trees) / 2 for k in range(len(self._sizes))]
 
     @property
     def seed(self) -> int:
@@ -273,7 +290,7 @@ class MixtureSampler(Sampler[int]):
         >>> MixtureSampler([3, 5], [1, 1], seed=4).locate(1)
         (1, 3)
         """
-        _check_position("position", position)
+        _check_any_position(position)
         source, within = self._schedule.locate_int(position)
         n = self._sizes[source]
         return source, _permutation.index_at(within, n=n, seed=self._seeds[source], shuffle=True)
@@ -286,7 +303,7 @@ class MixtureSampler(Sampler[int]):
         >>> MixtureSampler([10, 10, 10], [0.5, 0.3, 0.2]).counts(10)
         [5, 3, 2]
         """
-        _check_position("position", position)
+        _check_any_position(position)
         return self._schedule.counts(position)
 
     def fingerprint(self) -> dict[str, Any]:
@@ -418,5 +435,5 @@ class MixtureSampler(Sampler[int]):
             fingerprint=fingerprint,
             max_start=_permutation.MAX_START,
         )
-        self.check_checkpoint(state_dict, start)
+        self.check_checkpoint({key: state_dict[key] for key in fingerprint}, start)
         self.seek(start)
