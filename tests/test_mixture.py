@@ -131,8 +131,9 @@ def make_loader(
     mix: MixtureSampler | None = None, batch: int = 3, spe: int = 5
 ) -> VirtualDataLoader[Any]:
     parts = ConcatDataset([IndexDataset(size) for size in SIZES[:3]])
-    sampler = mix if mix is not None else MixtureSampler(parts, [1, 3, 2], phases=[(40, [3, 0, 1])], seed=2)
-    return VirtualDataLoader(DataLoader(parts, sampler=sampler, batch_size=batch), spe)
+    if mix is None:
+        mix = MixtureSampler(parts, [1, 3, 2], phases=[(40, [3, 0, 1])], seed=2)
+    return VirtualDataLoader(DataLoader(parts, sampler=mix, batch_size=batch), spe)
 
 
 def test_virtual_data_loader_resumes_by_seek_at_every_step() -> None:
@@ -235,7 +236,8 @@ def test_the_virtual_data_loader_checks_the_whole_fingerprint() -> None:
 )
 def test_a_fingerprint_mismatch_is_refused_naming_the_key(change: dict[str, Any], key: str) -> None:
     state = round_trip(mixture().state_dict())
-    with pytest.raises(ValueError, match=rf"MixtureSampler state\['{key}'\] is .* but this sampler"):
+    match = rf"MixtureSampler state\['{key}'\] is .* but this sampler"
+    with pytest.raises(ValueError, match=match):
         mixture(**change).load_state_dict(state)
 
 
@@ -318,7 +320,7 @@ def test_bad_positions_are_refused() -> None:
         mix.locate(1.0)  # type: ignore[arg-type]  # the misuse under test
     with pytest.raises(ValueError, match=r"'position' must be an int >= 0 \(got -1\)"):
         mix.counts(-1)
-    with pytest.raises(ValueError, match=r"'position' must be an int < 2\*\*63 \(got 9223372036854775808\)"):
+    with pytest.raises(ValueError, match=r"'position' must be an int < 2\*\*63 \(got 92233"):
         mix.counts(2**63)
 
 

@@ -145,8 +145,9 @@ class MixtureSampler(Sampler[int]):
     Global position ``g`` goes to source ``k`` by a pure low-discrepancy rule: in every prefix
     of the stream (and so in every window) each source holds its weight's share within
     ``bound`` samples (``ceil(log2(K)) / 2`` for ``K`` sources: 1 for three; as much again
-    for each phase change), whatever the length. Each source walks its own endless ``InfiniteSampler`` order (a new permutation of
-    that source every pass, seed ``source_seed(seed, k)``), whatever the others do. The indices
+    for each phase change), whatever the length. Each source walks its own endless
+    ``InfiniteSampler`` order (a new permutation of that source every pass, seed
+    ``source_seed(seed, k)``), whatever the others do. The indices
     are those of ``ConcatDataset(sources)``: source ``k``'s index ``i`` is
     ``sum(sizes[:k]) + i``.
 
