@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import boundary, overhead, plots, resume, sampler_memory, sampler_throughput
+from . import boundary, mixture, overhead, plots, resume, sampler_memory, sampler_throughput
 from ._harness import Mode, Report, verdict
 from ._machine import describe
 
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, Callable[[Mode], Report]] = {
     "sampler_memory": sampler_memory.run,
     "sampler_throughput": sampler_throughput.run,
     "resume": resume.run,
+    "mixture": mixture.run,
 }
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.md"

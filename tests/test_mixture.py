@@ -97,7 +97,7 @@ def test_far_positions_are_o1_and_equal_locate() -> None:
 
 def test_the_order_is_pinned() -> None:
     # A changed order breaks the meaning of every saved checkpoint: change it only on purpose.
-    assert take(mixture(), 12) == [17, 49, 18, 1074, 1004, 1082, 46, 67, 1092, 30, 1082, 1099]
+    assert take(mixture(), 12) == [514817406, 15, 249, 2, 501974844, 365027989, 44, 595, 13, 441794368, 967453503, 21]
 
 
 def test_weights_are_ratios_and_sources_may_be_given_as_a_concat_dataset() -> None:
@@ -282,6 +282,8 @@ def test_a_malformed_state_is_refused(edit: Any, error: type[Exception], match: 
         ({"sources": []}, TypeError, r"'sources' must be a ConcatDataset or a non-empty sequence"),
         ({"sources": [5, "x"]}, TypeError, r"'sources'\[1\] must be a sized dataset or an int"),
         ({"sources": [5, -1]}, ValueError, r"'sources\[1\]' must be an int >= 0 \(got -1\)"),
+        ({"sources": [2**62 + 1]}, ValueError, r"'sources'\[0\] must hold at most 2\*\*62 samples"),
+        ({"sources": [2**62] * 2}, ValueError, r"'sources' must hold fewer than 2\*\*63 samples in"),
         ({"phases": [(0, WEIGHTS)]}, ValueError, r"'phases'\[0\] must start after position 0"),
         (
             {"phases": [(50, WEIGHTS), (50, WEIGHTS)]},
@@ -337,3 +339,12 @@ def test_a_thousand_sources_of_a_billion_samples_start_far_away() -> None:
     k, i = mix.locate(10**12)
     assert first[0] == k * 10**9 + i
     assert json.loads(json.dumps(mix.state_dict()))["sizes"] == [10**9] * 1000
+
+
+def test_many_sources_at_once_give_what_each_source_gives_alone() -> None:
+    # Above 16 sources in a chunk, all the large ones go through one vectorised network.
+    sizes = [1, 3, 1024, 1025, 5000, 10**6, 10**12, 2**60 + 1] * 5
+    mix = MixtureSampler(sizes, list(range(1, 41)), seed=8, world_size=3, rank=2, start=10**9)
+    offsets = [0, *itertools.accumulate(sizes)]
+    expected = [offsets[k] + i for k, i in map(mix.locate, range(10**9 + 2, 10**9 + 1500, 3))]
+    assert take(mix, len(expected)) == expected

@@ -18,7 +18,7 @@ pass indices, so that a chunk of positions that spans several passes is done in 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import torch
 
@@ -187,3 +187,97 @@ def _indices_of(
     rows = passes.sub_(first_pass)
     keys = [key.index_select(0, rows) for key in pass_keys(seed, distinct)]
     return _feistel.permute(offsets, n, keys)
+
+
+class Sources(NamedTuple):
+    """Per-source tables for ``indices_many``: sizes, seeds, and their Feistel parameters.
+
+    ``n``, ``k``, ``b`` and ``salts`` are ``int64`` tensors with one value per source (``k``
+    and ``b`` from ``_feistel.domain``, ``salts`` the ``ROUNDS`` pairs that ``pass_keys``
+    derives from a seed).
+    """
+
+    sizes: list[int]
+    seeds: list[int]
+    n: torch.Tensor
+    k: torch.Tensor
+    b: torch.Tensor
+    salts: list[tuple[torch.Tensor, torch.Tensor]]
+    large: torch.Tensor  # bool: the source has more than ``_feistel.SMALL`` samples
+
+
+def sources(sizes: list[int], seeds: list[int]) -> Sources:
+    """Return the tables of sources of ``sizes`` samples, each shuffled with its own seed."""
+    domains = [_feistel.domain(max(n, 2)) for n in sizes]
+    per_seed = [_salts(seed) for seed in seeds]
+    salts = [
+        (
+            torch.tensor([s[r][0] for s in per_seed], dtype=torch.int64),
+            torch.tensor([s[r][1] for s in per_seed], dtype=torch.int64),
+        )
+        for r in range(_feistel.ROUNDS)
+    ]
+    return Sources(
+        sizes,
+        seeds,
+        torch.tensor(sizes, dtype=torch.int64),
+        torch.tensor([k for k, _ in domains], dtype=torch.int64),
+        torch.tensor([b for _, b in domains], dtype=torch.int64),
+        salts,
+        torch.tensor([n > _feistel.SMALL for n in sizes]),
+    )
+
+
+def indices_many(positions: torch.Tensor, owners: torch.Tensor, table: Sources) -> torch.Tensor:
+    """Return each source's own dataset index at ``positions`` (of source ``owners[j]``).
+
+    Element ``j`` is ``index_at(positions[j], n=sizes[owner], seed=seeds[owner],
+    shuffle=True)``: one vectorised network for all the sources above ``_feistel.SMALL``
+    samples at once, whatever their number, and ``indices_of`` for each smaller one. The
+    positions of one source must not decrease.
+
+    >>> table = sources([5, 3000, 10**9], [1, 2, 3])
+    >>> got = indices_many(torch.tensor([7, 9, 4, 10**12]), torch.tensor([1, 0, 1, 2]), table)
+    >>> got.tolist() == [index_at(g, n=n, seed=s, shuffle=True)
+    ...     for g, n, s in [(7, 3000, 2), (9, 5, 1), (4, 3000, 2), (10**12, 10**9, 3)]]
+    True
+    """
+    n = table.n.index_select(0, owners)
+    passes = torch.div(positions, n, rounding_mode="floor")
+    out = positions - passes * n
+    large = torch.nonzero(table.large.index_select(0, owners)).squeeze(1)
+    if large.numel():
+        who = owners.index_select(0, large)
+        which = passes.index_select(0, large)
+        low, high = which & _M32, which >> 32
+        keys = [
+            hash32(hash32(low ^ s0.index_select(0, who)) ^ high ^ s1.index_select(0, who))
+            for s0, s1 in table.salts
+        ]
+        out.index_copy_(
+            0,
+            large,
+            _feistel.permute_many(
+                out.index_select(0, large),
+                n.index_select(0, large),
+                table.k.index_select(0, who),
+                table.b.index_select(0, who),
+                keys,
+            ),
+        )
+    if large.numel() < positions.numel():
+        small = torch.nonzero(~table.large.index_select(0, owners)).squeeze(1)
+        small_owners = owners.index_select(0, small)
+        for source in torch.unique(small_owners).tolist():
+            rows = small.index_select(0, torch.nonzero(small_owners == source).squeeze(1))
+            out.index_copy_(
+                0,
+                rows,
+                indices_of(
+                    positions.index_select(0, rows),
+                    n=table.sizes[source],
+                    seed=table.seeds[source],
+                    shuffle=True,
+                ),
+            )
+    return out

@@ -27,7 +27,7 @@ RULE = "sturmian_tree"
 _FIRST_CHUNK = 256  # small, so that the first index comes fast even when it spans many sources
 _MAX_CHUNK = 32768
 _MAX_SEED = (1 << 64) - 1
-_MASKED_SOURCES = 16  # up to this many sources in a chunk, one mask each; above, one sort
+_MASKED_SOURCES = 16  # up to this many sources in a chunk, one by one; above, all at once
 _MAX_SIZE = 1 << 62
 
 SIZES = "sizes"
@@ -79,6 +79,11 @@ def _sizes(sources: Any) -> list[int]:
         if size > _MAX_SIZE:
             raise ValueError(f"'sources'[{k}] must hold at most 2**62 samples (got {size})")
         out.append(size)
+    if sum(out) > _permutation.MAX_POSITION:
+        raise ValueError(
+            f"'sources' must hold fewer than 2**63 samples in all, so that every index of "
+            f"their ConcatDataset fits in int64 (got {sum(out)})"
+        )
     return out
 
 
@@ -89,23 +94,6 @@ def source_seed(seed: int, source: int) -> int:
     True
     """
     return _permutation.splitmix64(_permutation.splitmix64(seed) ^ source)
-
-
-def _groups(sources: torch.Tensor, k: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(source, rows)``: the rows of ``sources`` that hold each source, in order."""
-    hits = torch.bincount(sources, minlength=k).tolist()
-    present = [source for source, count in enumerate(hits) if count]
-    if len(present) <= _MASKED_SOURCES:
-        for source in present:
-            yield source, torch.nonzero(sources == source).squeeze(1)
-        return
-    # Many sources: one sort by (source, row); the keys are distinct, so no stable sort needed.
-    count = sources.numel()
-    order = torch.argsort(sources * count + torch.arange(count, dtype=torch.int64))
-    at = 0
-    for source in present:
-        yield source, order[at : at + hits[source]]
-        at += hits[source]
 
 
 class _Stream:
@@ -211,6 +199,8 @@ class MixtureSampler(Sampler[int]):
         self._schedule = _phases.Schedule(sizes, first, later, RULE)
         self._offsets = list(itertools.accumulate(sizes, initial=0))[:-1]
         self._seeds = [source_seed(seed, k) for k in range(len(sizes))]
+        self._table = _permutation.sources(sizes, self._seeds)
+        self._offsets_tensor = torch.tensor(self._offsets, dtype=torch.int64)
         self._bases = [torch.tensor(p.bases, dtype=torch.int64) for p in self._schedule.phases]
         self._live: _Stream | None = None
 
@@ -340,8 +330,16 @@ class MixtureSampler(Sampler[int]):
             src, rank = schedule.rule.locate(phase.tree, local)
             sources[a:b] = src
             within[a:b] = rank.add_(self._bases[j].index_select(0, src))
+        hits = torch.bincount(sources, minlength=len(self._sizes)).tolist()
+        present = [k for k, hit in enumerate(hits) if hit]
+        if len(present) > _MASKED_SOURCES:
+            # Many sources: one vectorised network for all of them.
+            out = _permutation.indices_many(within, sources, self._table)
+            return out.add_(self._offsets_tensor.index_select(0, sources)).tolist()
+        # Few sources: each on its own, with the fast paths of a single source.
         out = torch.empty(count, dtype=torch.int64)
-        for k, rows in _groups(sources, len(self._sizes)):
+        for k in present:
+            rows = torch.nonzero(sources == k).squeeze(1)
             values = _permutation.indices_of(
                 within.index_select(0, rows), n=self._sizes[k], seed=self._seeds[k], shuffle=True
             )
