@@ -141,8 +141,7 @@ def _throughput(mode: Mode, report: Report) -> None:
 def _probe(sources: int, size: int, start: int, draw: int) -> dict[str, Any]:
     """Peak RSS increase and time to first index of a fresh mixture, in a fresh process."""
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.mixture", str(sources), str(size), str(start)]
-        + [str(draw)],
+        [sys.executable, "-m", "benchmarks.mixture", *map(str, (sources, size, start, draw))],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -191,8 +190,8 @@ def _memory(mode: Mode, report: Report) -> None:
             "",
             "",
         )
-    for sources, size, start in ((3, 10**9, 10**12), (1000, 10**9, 0), (1000, 10**9, 10**12)):
-        size = mode.pick(size, 10**6)
+    size = mode.pick(10**9, 10**6)
+    for sources, start in ((3, 10**12), (1000, 0), (1000, 10**12)):
         found = [_probe(sources, size, start, draw) for _ in range(rounds)]
         peak = max(result["peak_mib"] for result in found)
         first = median([result["first_s"] for result in found])

@@ -97,7 +97,8 @@ def test_far_positions_are_o1_and_equal_locate() -> None:
 
 def test_the_order_is_pinned() -> None:
     # A changed order breaks the meaning of every saved checkpoint: change it only on purpose.
-    assert take(mixture(), 12) == [514817406, 15, 249, 2, 501974844, 365027989, 44, 595, 13, 441794368, 967453503, 21]
+    expected = [514817406, 15, 249, 2, 501974844, 365027989, 44, 595, 13, 441794368, 967453503, 21]
+    assert take(mixture(), 12) == expected
 
 
 def test_weights_are_ratios_and_sources_may_be_given_as_a_concat_dataset() -> None:
@@ -283,7 +284,7 @@ def test_a_malformed_state_is_refused(edit: Any, error: type[Exception], match: 
         ({"sources": [5, "x"]}, TypeError, r"'sources'\[1\] must be a sized dataset or an int"),
         ({"sources": [5, -1]}, ValueError, r"'sources\[1\]' must be an int >= 0 \(got -1\)"),
         ({"sources": [2**62 + 1]}, ValueError, r"'sources'\[0\] must hold at most 2\*\*62 samples"),
-        ({"sources": [2**62] * 2}, ValueError, r"'sources' must hold fewer than 2\*\*63 samples in"),
+        ({"sources": [2**62] * 2}, ValueError, r"'sources' must hold fewer than 2\*\*63 samples"),
         ({"phases": [(0, WEIGHTS)]}, ValueError, r"'phases'\[0\] must start after position 0"),
         (
             {"phases": [(50, WEIGHTS), (50, WEIGHTS)]},

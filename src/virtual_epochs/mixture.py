@@ -24,7 +24,8 @@ from ._distributed import resolve_rank
 RULE = "sturmian_tree"
 """The rule of ``_mixture_rule.RULES`` that this sampler uses (recorded in its fingerprint)."""
 
-_FIRST_CHUNK = 256  # small, so that the first index comes fast even when it spans many sources
+_FIRST_CHUNK = 8  # computed in plain Python: the first index comes in well under a millisecond
+_SCALAR_CHUNK = 8  # chunks up to this size skip the tensors (a few microseconds an index)
 _MAX_CHUNK = 32768
 _MAX_SEED = (1 << 64) - 1
 _MASKED_SOURCES = 16  # up to this many sources in a chunk, one by one; above, all at once
@@ -119,7 +120,7 @@ class _Stream:
             self._chunk = iter(values)
             self._chunk_size = size
             yield self._chunk
-            size = min(2 * size, _MAX_CHUNK)
+            size = min(32 * size if size <= _SCALAR_CHUNK else 2 * size, _MAX_CHUNK)
 
     def position(self) -> int:
         """Return the global position of the next row of indices this iteration yields."""
@@ -313,6 +314,14 @@ class MixtureSampler(Sampler[int]):
 
     def _chunk(self, first: int, stride: int, count: int) -> list[int]:
         """Return the indices at global positions ``first + stride * j``, ``j < count``."""
+        if count <= _SCALAR_CHUNK:
+            out = []
+            for position in range(first, first + stride * count, stride):
+                source, within = self._schedule.locate_int(position)
+                n, seed = self._sizes[source], self._seeds[source]
+                index = _permutation.index_at(within, n=n, seed=seed, shuffle=True)
+                out.append(self._offsets[source] + index)
+            return out
         positions = torch.arange(count, dtype=torch.int64).mul_(stride).add_(first)
         sources = torch.empty(count, dtype=torch.int64)
         within = torch.empty(count, dtype=torch.int64)
