@@ -17,7 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from virtual_epochs import MixtureSampler
-from virtual_epochs._mixture_rule import RULES, build, tree_counts, tree_locate, tree_locate_int
+from virtual_epochs._mixture_rule import (
+    PERIOD_TABLE,
+    RULES,
+    build,
+    tree_counts,
+    tree_locate,
+    tree_locate_int,
+)
 from virtual_epochs._phases import integer_weights
 
 BIG = 10**9 + 7  # sources this large walk a Feistel order: cheap, so the test is about the rule
@@ -117,7 +124,10 @@ def test_weights_that_do_not_reduce_to_small_ints_are_off_by_at_most_2_to_the_mi
     assert worst_excess(mix, weights, [], 10**5) <= 1e-6 + 10**5 * 3 * 2**-31
 
 
-@pytest.mark.parametrize("weights", [[1], [0, 1], [1, 0, 0, 5], [3, 3, 3, 3, 3], [7, 1, 1, 1, 1]])
+@pytest.mark.parametrize(
+    "weights",
+    [[1], [0, 1], [1, 0, 0, 5], [3, 3, 3, 3, 3], [7, 1, 1, 1, 1], [70001, 3, 0, 9], [2**30, 1]],
+)
 def test_the_scalar_rule_equals_the_tensor_rule_and_the_counts(weights: list[int]) -> None:
     tree = build(weights)
     t = torch.arange(3000) * 7 + 2**61  # far positions too: the products must stay exact
@@ -131,6 +141,11 @@ def test_the_scalar_rule_equals_the_tensor_rule_and_the_counts(weights: list[int
         assert dense_ranks[mine].tolist() == list(range(mine.numel()))  # ranks count up
         assert tree_counts(tree, 500)[k] == mine.numel()
     assert RULES["sturmian_tree"].locate is tree_locate
+    # A period table is only a cache of the rule: the same answers without it.
+    assert (tree.period is None) == (sum(weights) > PERIOD_TABLE)
+    uncached = tree._replace(period=None)
+    for got, want in zip(tree_locate(uncached, t), (sources, ranks), strict=True):
+        assert torch.equal(got, want)
 
 
 def test_zero_weights_are_never_drawn() -> None:

@@ -23,9 +23,11 @@ scaled by ``a / D <= 1`` plus at most ``1/2``. The bound does not depend on ``t`
 ``tests/test_mixture_rule.py`` checks it on every prefix.
 
 Trade-off: O(depth) integer operations per position (run on whole tensors of positions at
-once), O(K) memory, exact integer arithmetic with no state. Megatron's greedy choice keeps the
-error under about one sample for any number of sources, but it is sequential: position ``t``
-needs the ``t`` choices before it (an index array built up front).
+once), O(K) memory, exact integer arithmetic with no state. The rule is periodic (each node's
+split repeats after its own total weight), so when the weights sum to at most ``PERIOD_TABLE``
+one period is kept as a table and a position costs a division and three gathers. Megatron's
+greedy choice keeps the error under about one sample for any number of sources, but it is
+sequential: position ``t`` needs the ``t`` choices before it (an index array built up front).
 
 Arithmetic: weights sum to at most ``MAX_TOTAL = 2**31``; ``m * a`` is computed as
 ``(m // D) * a + ((m % D) * a + c) // D``, every product below ``2**62``.
@@ -40,6 +42,9 @@ import torch
 
 MAX_TOTAL = 1 << 31
 """The largest sum of integer weights a rule accepts (keeps every product below ``2**62``)."""
+
+PERIOD_TABLE = 1 << 16
+"""Weights summing to at most this keep one period of the rule as a table (a cache: 1 MiB)."""
 
 
 class Tree(NamedTuple):
@@ -56,6 +61,7 @@ class Tree(NamedTuple):
     source: list[int]
     depth: list[int]  # per source: the depth of its leaf
     tensors: tuple[torch.Tensor, ...]
+    period: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None
 
 
 def build(weights: Sequence[int]) -> Tree:
@@ -95,7 +101,15 @@ def build(weights: Sequence[int]) -> Tree:
         torch.tensor(column, dtype=torch.int64)
         for column in (left, total, [t // 2 for t in total], left_child, right_child, source)
     )
-    return Tree(left, total, left_child, right_child, source, depth, tensors)
+    tree = Tree(left, total, left_child, right_child, source, depth, tensors, None)
+    if total[0] <= PERIOD_TABLE:
+        # The rule is periodic: every node's split repeats after its own total, so the whole
+        # assignment repeats after the root's, with each source drawn weights[k] times.
+        sources, ranks = tree_locate(tree, torch.arange(total[0], dtype=torch.int64))
+        tree = tree._replace(
+            period=(sources, ranks, torch.tensor(list(weights), dtype=torch.int64))
+        )
+    return tree
 
 
 def _floor_left(m: int, a: int, d: int) -> int:
@@ -162,6 +176,12 @@ def tree_locate(tree: Tree, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     >>> sources.tolist(), ranks.tolist()
     ([1, 0, 2, 1, 1, 0, 2, 1], [0, 0, 0, 1, 2, 1, 1, 3])
     """
+    if tree.period is not None:
+        sources, ranks, weights = tree.period
+        whole = torch.div(t, tree.total[0], rounding_mode="floor")
+        r = t - whole * tree.total[0]
+        src = sources.index_select(0, r)
+        return src, whole.mul_(weights.index_select(0, src)).add_(ranks.index_select(0, r))
     left, total, half, left_child, right_child, source = tree.tensors
     levels = max(tree.depth)
     if levels == 0:

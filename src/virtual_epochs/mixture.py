@@ -315,14 +315,29 @@ class MixtureSampler(Sampler[int]):
     def _chunk(self, first: int, stride: int, count: int) -> list[int]:
         """Return the indices at global positions ``first + stride * j``, ``j < count``."""
         if count <= _SCALAR_CHUNK:
-            out = []
+            found = []
             for position in range(first, first + stride * count, stride):
-                source, within = self._schedule.locate_int(position)
+                source, own = self._schedule.locate_int(position)
                 n, seed = self._sizes[source], self._seeds[source]
-                index = _permutation.index_at(within, n=n, seed=seed, shuffle=True)
-                out.append(self._offsets[source] + index)
-            return out
+                index = _permutation.index_at(own, n=n, seed=seed, shuffle=True)
+                found.append(self._offsets[source] + index)
+            return found
         positions = torch.arange(count, dtype=torch.int64).mul_(stride).add_(first)
+        schedule = self._schedule
+        last = first + stride * (count - 1)
+        first_phase, last_phase = schedule.phase_at(first), schedule.phase_at(last)
+        if first_phase == last_phase:  # the common case: no copies
+            phase = schedule.phases[first_phase]
+            sources, within = schedule.rule.locate(phase.tree, positions.sub_(phase.start))
+            within.add_(self._bases[first_phase].index_select(0, sources))
+        else:
+            sources, within = self._across_phases(positions, first, stride, count)
+        return self._indices(sources, within, count)
+
+    def _across_phases(
+        self, positions: torch.Tensor, first: int, stride: int, count: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(sources, positions within them)`` for a chunk that spans phase changes."""
         sources = torch.empty(count, dtype=torch.int64)
         within = torch.empty(count, dtype=torch.int64)
         schedule = self._schedule
@@ -339,6 +354,10 @@ class MixtureSampler(Sampler[int]):
             src, rank = schedule.rule.locate(phase.tree, local)
             sources[a:b] = src
             within[a:b] = rank.add_(self._bases[j].index_select(0, src))
+        return sources, within
+
+    def _indices(self, sources: torch.Tensor, within: torch.Tensor, count: int) -> list[int]:
+        """Return the ``ConcatDataset`` indices of positions ``within`` their ``sources``."""
         hits = torch.bincount(sources, minlength=len(self._sizes)).tolist()
         present = [k for k, hit in enumerate(hits) if hit]
         if len(present) > _MASKED_SOURCES:
