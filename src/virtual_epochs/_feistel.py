@@ -30,7 +30,7 @@ ROUNDS = 6
 """Feistel rounds (three double rounds); ``tests/test_permutation.py`` shows 6 is enough."""
 
 SMALL = 1024
-"""Below or at this many samples, ``_permutation`` uses an exact shuffle instead."""
+"""Below or at this many samples, ``_permutation`` uses ``_swap_or_not`` instead."""
 
 _M32 = 0xFFFFFFFF
 _ROUND_MUL = 0x2C1B3C6D  # odd, < 2**31: a product with a 32-bit value stays below 2**63

@@ -7,11 +7,14 @@ advances a global random state.
 
 Two algorithms share the work (each module states its trade-off):
 
-- up to ``_feistel.SMALL`` samples, ``_sort_shuffle``: an exact shuffle of the whole pass;
+- up to ``_feistel.SMALL`` samples, ``_swap_or_not``: a swap-or-not network, O(1) per position
+  (it replaced a sort of the whole pass, whose cost per index grew with ``n`` log ``n`` when
+  every index of a rank lands in a pass of its own: with many ranks, or in a mixture);
 - above, ``_feistel``: a keyed Feistel network, O(1) per position.
 
-Both are keyed by ``ROUNDS`` 32-bit words per pass, from the seed (SplitMix64) and the pass
-index (a 32-bit integer hash), computed the same way for a Python int and an ``int64`` tensor of
+Both are keyed from the seed (SplitMix64) and the pass index (a 32-bit integer hash):
+``pass_keys`` gives a Feistel pass its ``ROUNDS`` words, ``pass_key`` a small pass its one word
+(the first of them). Both are computed the same way for a Python int and an ``int64`` tensor of
 pass indices, so that a chunk of positions that spans several passes is done in one go.
 """
 
@@ -22,7 +25,7 @@ from typing import NamedTuple, TypeVar
 
 import torch
 
-from . import _feistel, _sort_shuffle
+from . import _feistel, _swap_or_not
 
 MAX_POSITION = (1 << 63) - 1
 """Positions (and so ``n``) must stay below ``2**63``: they are ``int64`` here."""
@@ -33,7 +36,6 @@ MAX_START = 1 << 62
 _M32 = 0xFFFFFFFF
 _M64 = (1 << 64) - 1
 _HASH_MUL = 0x045D9F3B
-_TABLE_LIMIT = 1 << 20  # entries of the whole-pass table for small datasets (8 MiB)
 
 PassIndex = TypeVar("PassIndex", int, torch.Tensor)
 
@@ -75,6 +77,16 @@ def pass_keys(seed: int, pass_index: PassIndex) -> list[PassIndex]:
     return [hash32(hash32(low ^ s0) ^ high ^ s1) for s0, s1 in _salts(seed)]
 
 
+def pass_key(seed: int, pass_index: PassIndex) -> PassIndex:
+    """Return the one key of pass ``pass_index`` for small datasets: ``pass_keys(...)[0]``.
+
+    >>> pass_key(5, 9) == pass_keys(5, 9)[0]
+    True
+    """
+    s0, s1 = _salts(seed)[0]
+    return hash32(hash32((pass_index & _M32) ^ s0) ^ (pass_index >> 32) ^ s1)
+
+
 def index_at(position: int, *, n: int, seed: int, shuffle: bool) -> int:
     """Return the dataset index at global sample ``position``, in plain Python.
 
@@ -89,8 +101,8 @@ def index_at(position: int, *, n: int, seed: int, shuffle: bool) -> int:
     if not shuffle or n == 1:
         return offset
     if n <= _feistel.SMALL:
-        keys = [torch.tensor([key]) for key in pass_keys(seed, pass_index)]
-        return int(_sort_shuffle.permutations(n, keys)[0, offset])
+        keys = _swap_or_not.round_keys(pass_key(seed, pass_index))
+        return _swap_or_not.permute_int(offset, n, keys)  # type: ignore[arg-type]  # all ints
     return _feistel.permute_int(offset, n, pass_keys(seed, pass_index))
 
 
@@ -153,30 +165,19 @@ def _indices_of(
     # and much slower still when the cores are busy.
     sparse = passes is not None and last_pass - first_pass >= count  # a stride above n
     if n <= _feistel.SMALL:
-        # Whole-pass permutations, one row per pass that a position falls in.
-        table_rows = 1 if passes is None else count if sparse else last_pass - first_pass + 1
-        if table_rows * n > _TABLE_LIMIT:
-            # Many passes in one chunk: split it so that the table stays small.
-            half = count // 2
-            offsets.add_(passes * n)  # type: ignore[operator]  # passes is set: several rows
-            head, tail = offsets[:half], offsets[half:]
-            return torch.cat(
-                [
-                    _indices_of(head, first, int(head[-1]), n=n, seed=seed, shuffle=True),
-                    _indices_of(tail, int(tail[0]), last, n=n, seed=seed, shuffle=True),
-                ]
-            )
         if passes is None:
-            # Keys hashed in Python: cheaper than a dozen tensor calls on a one-element tensor.
-            keys = [torch.tensor([key]) for key in pass_keys(seed, first_pass)]
-            flat = offsets
+            small_keys = _swap_or_not.round_keys(pass_key(seed, first_pass))
         elif sparse:
-            keys = pass_keys(seed, passes)
-            flat = offsets.add_(torch.arange(0, count * n, n, dtype=torch.int64))
+            small_keys = _swap_or_not.round_keys(pass_key(seed, passes))
         else:
-            keys = pass_keys(seed, torch.arange(first_pass, last_pass + 1, dtype=torch.int64))
-            flat = offsets.add_(passes.sub_(first_pass).mul_(n))
-        return _sort_shuffle.permutations(n, keys).view(-1).index_select(0, flat)
+            # Round keys per distinct pass, gathered per position.
+            distinct = torch.arange(first_pass, last_pass + 1, dtype=torch.int64)
+            rows = passes.sub_(first_pass)
+            small_keys = [
+                key.index_select(0, rows)  # type: ignore[union-attr]  # tensors here
+                for key in _swap_or_not.round_keys(pass_key(seed, distinct))
+            ]
+        return _swap_or_not.permute(offsets, n, small_keys)
     if passes is None:
         return _feistel.permute(offsets, n, pass_keys(seed, first_pass))
     if sparse:

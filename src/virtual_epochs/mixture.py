@@ -164,8 +164,8 @@ class MixtureSampler(Sampler[int]):
     >>> first = list(itertools.islice(mix, 8))
     >>> [mix.locate(g)[0] for g in range(8)]
     [0, 0, 1, 0, 0, 0, 1, 0]
-    >>> sorted(i for i in first if i < 4)  # source 0's first pass, then the start of its second
-    [0, 1, 1, 2, 2, 3]
+    >>> sorted([i for i in first if i < 4][:4])  # source 0's first pass: a permutation of it
+    [0, 1, 2, 3]
     >>> mix.counts(1000)
     [750, 250]
     """
