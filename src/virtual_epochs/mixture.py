@@ -280,7 +280,7 @@ class MixtureSampler(Sampler[int]):
         """Return ``(source, index within that source)`` at global ``position``.
 
         >>> MixtureSampler([3, 5], [1, 1], seed=4).locate(1)
-        (1, 3)
+        (1, 4)
         """
         _check_any_position(position)
         source, within = self._schedule.locate_int(position)
