@@ -108,6 +108,11 @@ def test_weights_are_ratios_and_sources_may_be_given_as_a_concat_dataset() -> No
     assert take(a, 500) == take(b, 500)
     assert a.fingerprint() == b.fingerprint()
     assert a.weights == [[2, 5, 3]]
+    # A float32 tensor of weights (0.2 is 0.20000000298... there) reads as the same ratios.
+    c = MixtureSampler([7, 50, 1025], torch.tensor([0.2, 0.5, 0.3]), seed=5)
+    assert c.fingerprint() == b.fingerprint()
+    with pytest.raises(TypeError, match=r"'weights' must be a sequence of one number per source"):
+        MixtureSampler([7, 50, 1025], torch.ones(3, 1))
 
 
 def test_the_global_rng_is_never_read_or_advanced() -> None:

@@ -19,10 +19,13 @@ from fractions import Fraction
 from numbers import Real
 from typing import Any, NamedTuple
 
+import torch
+
 from . import _mixture_rule
 from ._checks import describe
 
-_DENOMINATOR = 1 << 20  # a float is read as the ratio of ints below this that it rounds from
+_DENOMINATOR = 1 << 20  # a float is read as a ratio of ints below this when it is that close:
+_CLOSE = 2.0**-24  # within float32's rounding (weights that went through a float32 tensor)
 
 
 def check_weights(name: str, weights: Any, sizes: Sequence[int]) -> list[float | int]:
@@ -33,6 +36,9 @@ def check_weights(name: str, weights: Any, sizes: Sequence[int]) -> list[float |
         ValueError: a weight is negative, NaN or infinite; all are zero; the count differs
             from the number of sources; a source with a positive weight is empty.
     """
+    if isinstance(weights, torch.Tensor) or type(weights).__name__ == "ndarray":
+        # A 1-D tensor or NumPy array of weights: its numbers, as Python floats or ints.
+        weights = weights.tolist() if weights.ndim == 1 else weights
     if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
         raise TypeError(
             f"'{name}' must be a sequence of one number per source (got {describe(weights)})"
@@ -65,13 +71,16 @@ def check_weights(name: str, weights: Any, sizes: Sequence[int]) -> list[float |
 def integer_weights(weights: Sequence[float | int]) -> tuple[list[int], bool]:
     """Return non-negative ints in the ratios of ``weights``, and whether they are exact.
 
-    Each float is read as the simplest fraction (denominator below ``2**20``) that rounds to
-    it, if there is one; the fractions are scaled to ints and reduced. If their sum is above
+    Each float is read as the simplest fraction (denominator below ``2**20``) within float32's
+    rounding of it (relative ``2**-24``), if there is one: ``0.7`` and ``float32(0.7)`` are both
+    ``7/10``. The fractions are scaled to ints and reduced. If their sum is above
     ``_mixture_rule.MAX_TOTAL`` they are rounded to parts of it instead (largest remainders,
     at least one part for every positive weight): then the proportions are off by at most
     ``2**-31`` each.
 
     >>> integer_weights([0.7, 0.2, 0.1])
+    ([7, 2, 1], True)
+    >>> integer_weights(torch.tensor([0.7, 0.2, 0.1]).tolist())  # float32 values
     ([7, 2, 1], True)
     >>> integer_weights([3, 0, 6])
     ([1, 0, 2], True)
@@ -83,7 +92,7 @@ def integer_weights(weights: Sequence[float | int]) -> tuple[list[int], bool]:
         exact = Fraction(weight)
         if isinstance(weight, float):
             simple = exact.limit_denominator(_DENOMINATOR)
-            if float(simple) == weight:
+            if abs(simple - exact) <= exact * Fraction(_CLOSE):
                 exact = simple
         fractions.append(exact)
     scale = math.lcm(*(f.denominator for f in fractions))

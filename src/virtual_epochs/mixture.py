@@ -149,9 +149,13 @@ class MixtureSampler(Sampler[int]):
 
     Args:
         sources: a ``ConcatDataset`` of the sources, or a sequence of sized datasets or sizes.
-            A source may be empty if its weight is 0 in every phase.
+            A source may be empty if its weight is 0 in every phase. Pass the very
+            ``ConcatDataset`` that the ``DataLoader`` reads: the sampler cannot see the loader's
+            dataset, and other sizes or another order of the parts would silently mislabel
+            samples.
         weights: one non-negative finite number per source, not all zero (ratios: ``[7, 2, 1]``
-            and ``[0.7, 0.2, 0.1]`` are the same mixture). A weight 0 leaves its source out.
+            and ``[0.7, 0.2, 0.1]`` are the same mixture), in a sequence or a 1-D tensor or
+            array. A weight 0 leaves its source out.
         phases: ``(start, weights)`` pairs: from global position ``start`` on, draw with these
             weights; starts increasing and above 0.
         seed: selects every source's permutations, ``0 <= seed < 2**64``; the same on every rank.
