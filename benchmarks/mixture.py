@@ -287,7 +287,7 @@ def _small_sources(mode: Mode, report: Report) -> None:
             )
         table.add(f"{n:,}", *(fmt_seconds(cost[n, w]) for w in worlds), f"{ratio:.2f}x", goal, cell)
     table.notes.append(
-        "n <= 1024: a swap-or-not network (8 rounds and a keyed rotation); above, the Feistel "
+        "n <= 1024: a swap-or-not network (12 rounds and a keyed rotation); above, the Feistel "
         "network. Before the swap-or-not network, n = 1000 at W = 4096 sorted a whole pass per "
         "index: about 20 us"
     )

@@ -20,6 +20,7 @@ pass indices, so that a chunk of positions that spans several passes is done in 
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
 from typing import NamedTuple, TypeVar
 
@@ -29,6 +30,9 @@ from . import _feistel, _swap_or_not
 
 MAX_POSITION = (1 << 63) - 1
 """Positions (and so ``n``) must stay below ``2**63``: they are ``int64`` here."""
+
+_FEW_PASSES = 4  # up to this many passes in a chunk, one segment per pass
+_FEW_PASSES_MIN = 256  # ... when the chunk is big enough for the segments to pay
 
 MAX_START = 1 << 62
 """Where a stream may start (or be resumed) at most: ``2**62`` more positions fit in ``int64``."""
@@ -153,6 +157,25 @@ def _indices_of(
     count = positions.numel()
     first_pass = first // n
     last_pass = last // n
+    if shuffle and 1 < last_pass - first_pass + 1 <= _FEW_PASSES and count >= _FEW_PASSES_MIN:
+        # A few passes: one segment per pass, each with its keys as plain ints (the cheapest
+        # path), rather than keys gathered per position.
+        bounds = torch.arange(first_pass + 1, last_pass + 1, dtype=torch.int64).mul_(n)
+        cuts = [0, *torch.searchsorted(positions, bounds).tolist(), count]
+        return torch.cat(
+            [
+                _indices_of(
+                    positions[a:b],
+                    int(positions[a]),
+                    int(positions[b - 1]),
+                    n=n,
+                    seed=seed,
+                    shuffle=True,
+                )
+                for a, b in itertools.pairwise(cuts)
+                if b > a
+            ]
+        )
     if first_pass == last_pass:
         offsets = positions.sub_(first_pass * n)
         passes = None
