@@ -129,6 +129,7 @@ def test_the_global_rng_is_never_read_or_advanced() -> None:
 def test_it_is_a_seekable_sampler_with_no_length() -> None:
     mix = mixture()
     assert isinstance(mix, SeekableSampler)
+    assert mix.max_start == 2**62  # the optional limit a loader may check at load
     with pytest.raises(TypeError, match="MixtureSampler is endless and has no length"):
         len(mix)
 

@@ -174,6 +174,9 @@ class MixtureSampler(Sampler[int]):
     [750, 250]
     """
 
+    max_start = _permutation.MAX_START
+    """The furthest position a stream may start at (``VirtualDataLoader`` checks it at load)."""
+
     def __init__(
         self,
         sources: ConcatDataset[Any] | Sequence[Sized | int],
