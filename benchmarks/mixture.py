@@ -1,4 +1,4 @@
-"""6. Mixtures: throughput, index memory, first index far away, resume latency.
+"""7. Mixtures: throughput, index memory, first index far away, resume latency.
 
 Throughput: a 3-source mixture (10^3, 10^6 and 10^9 samples, weights 0.2, 0.3, 0.5) through
 ``BatchSampler(..., 256)``, in lockstep (``_harness.lockstep``) with ``InfiniteSampler`` over
@@ -297,7 +297,7 @@ def _small_sources(mode: Mode, report: Report) -> None:
 def run(mode: Mode) -> Report:
     report = Report(
         "mixture",
-        "6. Mixtures",
+        "7. Mixtures",
         f"A mixture of {len(SIZES)} sources beside InfiniteSampler, RandomSampler and torchdata's "
         "MultiNodeWeightedSampler; index memory beside Megatron's; first index and resume "
         f"latency far into the stream. Goals: >= {GOAL_VS_INFINITE}x InfiniteSampler and >= "

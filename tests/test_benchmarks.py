@@ -25,7 +25,7 @@ TITLES = {
     "sampler_memory": "### 3. Sampler memory",
     "sampler_throughput": "### 4. Sampler throughput",
     "resume": "### 5. Resume latency",
-    "mixture": "### 6. Mixtures",
+    "mixture": "### 7. Mixtures",
 }
 
 

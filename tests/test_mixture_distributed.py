@@ -74,7 +74,7 @@ def test_a_checkpoint_of_two_ranks_resumes_on_three_across_phase_changes(tmp_pat
     assert all(r["agree"] for r in first)
     assert windows(first) == global_stream(0, 16 * 6)
     saved = first[0]["saved"]
-    assert saved["resume"]["position"] == 7 * 6
+    assert saved["steps"] == 7  # 7 steps of 2 ranks x 3 samples: position 42
     state = tmp_path / "state.json"
     state.write_text(json.dumps(saved))
     second = launch(3, tmp_path, "three", epochs=6, load=str(state))  # steps 7 .. 23
