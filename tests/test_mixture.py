@@ -355,3 +355,31 @@ def test_many_sources_at_once_give_what_each_source_gives_alone() -> None:
     offsets = [0, *itertools.accumulate(sizes)]
     expected = [offsets[k] + i for k, i in map(mix.locate, range(10**9 + 2, 10**9 + 1500, 3))]
     assert take(mix, len(expected)) == expected
+
+
+def test_torchdata_stateful_data_loader_saves_and_restores_it_with_a_later_phase_added() -> None:
+    from torchdata.stateful_dataloader import (  # type: ignore[import-untyped]  # no stubs
+        StatefulDataLoader,
+    )
+
+    parts = ConcatDataset([IndexDataset(size) for size in SIZES[:3]])
+
+    def loader(phases: list[Any]) -> Any:
+        mix = MixtureSampler(parts, [1, 3, 2], phases=phases, seed=2)
+        return StatefulDataLoader(parts, sampler=mix, batch_size=4)
+
+    first = loader([(40, [3, 0, 1])])
+    it = iter(first)
+    for _ in range(5):
+        next(it)
+    state = first.state_dict()
+    assert state["_sampler_iter_state"]["sampler_state"]["start"] == 20  # ours, saved by it
+    moved = loader([(10, [3, 0, 1])])
+    moved.load_state_dict(state)  # torchdata hands the sampler its state at the next iter()
+    with pytest.raises(ValueError, match=r"phase 1 \(from position 40\) starts at 10"):
+        next(iter(moved))
+    later = [(40, [3, 0, 1]), (60, [0, 1, 1])]  # a phase from position 60, after the saved 20
+    resumed = loader(later)
+    resumed.load_state_dict(state)
+    got = [batch.tolist() for batch in itertools.islice(resumed, 15)]
+    assert got == [batch.tolist() for batch in itertools.islice(loader(later), 20)][5:]
