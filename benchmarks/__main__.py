@@ -10,7 +10,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import boundary, overhead, plots, resume, sampler_memory, sampler_throughput, seeding
+from . import (
+    boundary,
+    mixture,
+    overhead,
+    plots,
+    resume,
+    sampler_memory,
+    sampler_throughput,
+    seeding,
+)
 from ._harness import Mode, Report, verdict
 from ._machine import describe
 
@@ -21,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[Mode], Report]] = {
     "sampler_throughput": sampler_throughput.run,
     "resume": resume.run,
     "seeding": seeding.run,
+    "mixture": mixture.run,
 }
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.md"

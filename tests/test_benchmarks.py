@@ -26,6 +26,7 @@ TITLES = {
     "sampler_throughput": "### 4. Sampler throughput",
     "resume": "### 5. Resume latency",
     "seeding": "### 6. Keyed randomness",
+    "mixture": "### 7. Mixtures",
 }
 
 

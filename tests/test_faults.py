@@ -711,7 +711,7 @@ def test_checkpoint_of_another_setting_is_refused_naming_what_differs(
             InfiniteSampler(12, seed=3).state_dict(),
             (
                 r"state has no key 'steps_per_epoch' \(found keys \['num_samples', 'seed', "
-                r"'shuffle', 'start', 'version'\]\)"
+                r"'shuffle', 'shuffle_order', 'start', 'version'\]\)"
             ),
         ),
         ({"data": {"version": 1}}, r"state has no key 'version' \(found keys \['data'\]\)"),

@@ -306,6 +306,7 @@ def test_state_before_iterating_is_the_start() -> None:
         "num_samples": 9,
         "seed": 1,
         "shuffle": True,
+        "shuffle_order": 2,
     }
     iterator = iter(sampler)
     assert sampler.state_dict()["start"] == 5  # nothing consumed yet
@@ -466,6 +467,7 @@ def test_a_dataloader_yields_the_stream_in_batches(num_workers: int) -> None:
 def state(**changes: Any) -> dict[str, Any]:
     """Return a valid state of ``InfiniteSampler(10)``, with ``changes`` (None deletes a key)."""
     out: dict[str, Any] = {"version": 1, "start": 3, "num_samples": 10, "seed": 0, "shuffle": True}
+    out["shuffle_order"] = 2  # a shuffled dataset of at most 1024 samples (InfiniteSampler docs)
     out.update(changes)
     return {key: value for key, value in out.items() if value is not None}
 
@@ -478,7 +480,7 @@ def seeking(position: Any) -> Callable[[], None]:
     return lambda: InfiniteSampler(10).seek(position)
 
 
-KEYS = "['num_samples', 'seed', 'shuffle', 'start', 'version']"
+KEYS = "['num_samples', 'seed', 'shuffle', 'shuffle_order', 'start', 'version']"
 FROM = "pass a dict returned by InfiniteSampler.state_dict()"
 OTHER = "resume with the settings that wrote the checkpoint, or start a new run"
 DIFFERENT = "the checkpoint was saved with a different sample order: "
@@ -684,7 +686,7 @@ ERRORS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         ValueError,
         (
             "InfiniteSampler state has no key 'start' (found keys "
-            f"['num_samples', 'seed', 'shuffle', 'version']); {FROM}"
+            f"['num_samples', 'seed', 'shuffle', 'shuffle_order', 'version']); {FROM}"
         ),
     ),
     (

@@ -30,7 +30,7 @@ ROUNDS = 6
 """Feistel rounds (three double rounds); ``tests/test_permutation.py`` shows 6 is enough."""
 
 SMALL = 1024
-"""Below or at this many samples, ``_permutation`` uses an exact shuffle instead."""
+"""Below or at this many samples, ``_permutation`` uses ``_swap_or_not`` instead."""
 
 _M32 = 0xFFFFFFFF
 _ROUND_MUL = 0x2C1B3C6D  # odd, < 2**31: a product with a 32-bit value stays below 2**63
@@ -63,8 +63,17 @@ def hash_round_int(v: int, key: int) -> int:
     return (h ^ (h >> 15)) * _HASH_MUL & _M32
 
 
-def encrypt(x: torch.Tensor, k: int, b: int, keys: Sequence[int | torch.Tensor]) -> torch.Tensor:
-    """Apply the network to ``x`` (values in ``[0, 2**k * b)``; consumed) with ``ROUNDS`` keys."""
+Shape = int | torch.Tensor
+"""A domain parameter (``k`` or ``b``): one for all values, or one per value."""
+
+
+def encrypt(
+    x: torch.Tensor, k: Shape, b: Shape, keys: Sequence[int | torch.Tensor]
+) -> torch.Tensor:
+    """Apply the network to ``x`` (values in ``[0, 2**k * b)``; consumed) with ``ROUNDS`` keys.
+
+    ``k`` and ``b`` are ints, or tensors of one value per element of ``x`` (``permute_many``).
+    """
     high = x >> k
     low = x.bitwise_and_((1 << k) - 1)
     for i in range(0, ROUNDS, 2):
@@ -115,6 +124,31 @@ def permute(offsets: torch.Tensor, n: int, keys: Sequence[int | torch.Tensor]) -
             while values[j] >= n:
                 values[j] = encrypt_int(values[j], k, b, list(own))
         out.index_copy_(0, todo, torch.tensor(values, dtype=torch.int64))
+    return out
+
+
+def permute_many(
+    offsets: torch.Tensor,
+    n: torch.Tensor,
+    k: torch.Tensor,
+    b: torch.Tensor,
+    keys: Sequence[torch.Tensor],
+) -> torch.Tensor:
+    """Return ``permute`` of each offset in its own domain: one ``n`` and key set per element.
+
+    For a mixture, whose positions belong to many sources at once: ``n``, ``k``, ``b`` (from
+    ``domain(n)``) and the ``ROUNDS`` keys are tensors with one value per offset. Each element
+    gets exactly what ``permute`` with its own ``n`` and keys would give.
+    """
+    out = encrypt(offsets, k, b, keys)
+    todo = torch.nonzero(out >= n).squeeze(1)
+    while todo.numel():
+        sub_keys = [key.index_select(0, todo) for key in keys]
+        walked = encrypt(
+            out.index_select(0, todo), k.index_select(0, todo), b.index_select(0, todo), sub_keys
+        )
+        out.index_copy_(0, todo, walked)
+        todo = todo[walked >= n.index_select(0, todo)]
     return out
 
 

@@ -7,25 +7,32 @@ advances a global random state.
 
 Two algorithms share the work (each module states its trade-off):
 
-- up to ``_feistel.SMALL`` samples, ``_sort_shuffle``: an exact shuffle of the whole pass;
+- up to ``_feistel.SMALL`` samples, ``_swap_or_not``: a swap-or-not network, O(1) per position
+  (it replaced a sort of the whole pass, whose cost per index grew with ``n`` log ``n`` when
+  every index of a rank lands in a pass of its own: with many ranks, or in a mixture);
 - above, ``_feistel``: a keyed Feistel network, O(1) per position.
 
-Both are keyed by ``ROUNDS`` 32-bit words per pass, from the seed (SplitMix64) and the pass
-index (a 32-bit integer hash), computed the same way for a Python int and an ``int64`` tensor of
+Both are keyed from the seed (SplitMix64) and the pass index (a 32-bit integer hash):
+``pass_keys`` gives a Feistel pass its ``ROUNDS`` words, ``pass_key`` a small pass its one word
+(the first of them). Both are computed the same way for a Python int and an ``int64`` tensor of
 pass indices, so that a chunk of positions that spans several passes is done in one go.
 """
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import torch
 
-from . import _feistel, _sort_shuffle
+from . import _feistel, _swap_or_not
 
 MAX_POSITION = (1 << 63) - 1
 """Positions (and so ``n``) must stay below ``2**63``: they are ``int64`` here."""
+
+_FEW_PASSES = 4  # up to this many passes in a chunk, one segment per pass
+_FEW_PASSES_MIN = 256  # ... when the chunk is big enough for the segments to pay
 
 MAX_START = 1 << 62
 """Where a stream may start (or be resumed) at most: ``2**62`` more positions fit in ``int64``."""
@@ -33,7 +40,6 @@ MAX_START = 1 << 62
 _M32 = 0xFFFFFFFF
 _M64 = (1 << 64) - 1
 _HASH_MUL = 0x045D9F3B
-_TABLE_LIMIT = 1 << 20  # entries of the whole-pass table for small datasets (8 MiB)
 
 PassIndex = TypeVar("PassIndex", int, torch.Tensor)
 
@@ -75,6 +81,16 @@ def pass_keys(seed: int, pass_index: PassIndex) -> list[PassIndex]:
     return [hash32(hash32(low ^ s0) ^ high ^ s1) for s0, s1 in _salts(seed)]
 
 
+def pass_key(seed: int, pass_index: PassIndex) -> PassIndex:
+    """Return the one key of pass ``pass_index`` for small datasets: ``pass_keys(...)[0]``.
+
+    >>> pass_key(5, 9) == pass_keys(5, 9)[0]
+    True
+    """
+    s0, s1 = _salts(seed)[0]
+    return hash32(hash32((pass_index & _M32) ^ s0) ^ (pass_index >> 32) ^ s1)
+
+
 def index_at(position: int, *, n: int, seed: int, shuffle: bool) -> int:
     """Return the dataset index at global sample ``position``, in plain Python.
 
@@ -89,8 +105,8 @@ def index_at(position: int, *, n: int, seed: int, shuffle: bool) -> int:
     if not shuffle or n == 1:
         return offset
     if n <= _feistel.SMALL:
-        keys = [torch.tensor([key]) for key in pass_keys(seed, pass_index)]
-        return int(_sort_shuffle.permutations(n, keys)[0, offset])
+        keys = _swap_or_not.round_keys(pass_key(seed, pass_index))
+        return _swap_or_not.permute_int(offset, n, keys)  # type: ignore[arg-type]  # all ints
     return _feistel.permute_int(offset, n, pass_keys(seed, pass_index))
 
 
@@ -111,8 +127,55 @@ def indices(
     if first < 0 or last > MAX_POSITION:
         raise OverflowError(f"sample positions must be in [0, 2**63) (got {first} to {last})")
     positions = torch.arange(count, dtype=torch.int64).mul_(stride).add_(first)
+    return _indices_of(positions, first, last, n=n, seed=seed, shuffle=shuffle)
+
+
+def indices_of(positions: torch.Tensor, *, n: int, seed: int, shuffle: bool) -> torch.Tensor:
+    """Return the dataset indices at ``positions``: an ``int64`` tensor, not decreasing.
+
+    The form of ``indices`` for positions that are not evenly spaced (a mixture's positions
+    within one source); ``positions`` is consumed.
+
+    >>> indices_of(torch.tensor([0, 1, 7, 9]), n=5, seed=0, shuffle=False).tolist()
+    [0, 1, 2, 4]
+    >>> indices_of(torch.tensor([3, 8, 40]), n=5, seed=2, shuffle=True).tolist() == [
+    ...     index_at(g, n=5, seed=2, shuffle=True) for g in (3, 8, 40)]
+    True
+    """
+    if positions.numel() == 0:
+        return positions
+    first, last = int(positions[0]), int(positions[-1])
+    if first < 0 or last > MAX_POSITION:
+        raise OverflowError(f"sample positions must be in [0, 2**63) (got {first} to {last})")
+    return _indices_of(positions, first, last, n=n, seed=seed, shuffle=shuffle)
+
+
+def _indices_of(
+    positions: torch.Tensor, first: int, last: int, *, n: int, seed: int, shuffle: bool
+) -> torch.Tensor:
+    """``indices_of`` once the first and last positions are known and checked."""
+    count = positions.numel()
     first_pass = first // n
     last_pass = last // n
+    if shuffle and 1 < last_pass - first_pass + 1 <= _FEW_PASSES and count >= _FEW_PASSES_MIN:
+        # A few passes: one segment per pass, each with its keys as plain ints (the cheapest
+        # path), rather than keys gathered per position.
+        bounds = torch.arange(first_pass + 1, last_pass + 1, dtype=torch.int64).mul_(n)
+        cuts = [0, *torch.searchsorted(positions, bounds).tolist(), count]
+        return torch.cat(
+            [
+                _indices_of(
+                    positions[a:b],
+                    int(positions[a]),
+                    int(positions[b - 1]),
+                    n=n,
+                    seed=seed,
+                    shuffle=True,
+                )
+                for a, b in itertools.pairwise(cuts)
+                if b > a
+            ]
+        )
     if first_pass == last_pass:
         offsets = positions.sub_(first_pass * n)
         passes = None
@@ -125,29 +188,19 @@ def indices(
     # and much slower still when the cores are busy.
     sparse = passes is not None and last_pass - first_pass >= count  # a stride above n
     if n <= _feistel.SMALL:
-        # Whole-pass permutations, one row per pass that a position falls in.
-        table_rows = 1 if passes is None else count if sparse else last_pass - first_pass + 1
-        if table_rows * n > _TABLE_LIMIT:
-            # Many passes in one chunk: split it so that the table stays small.
-            half = count // 2
-            rest = first + stride * half
-            return torch.cat(
-                [
-                    indices(first, stride, half, n=n, seed=seed, shuffle=True),
-                    indices(rest, stride, count - half, n=n, seed=seed, shuffle=True),
-                ]
-            )
         if passes is None:
-            # Keys hashed in Python: cheaper than a dozen tensor calls on a one-element tensor.
-            keys = [torch.tensor([key]) for key in pass_keys(seed, first_pass)]
-            flat = offsets
+            small_keys = _swap_or_not.round_keys(pass_key(seed, first_pass))
         elif sparse:
-            keys = pass_keys(seed, passes)
-            flat = offsets.add_(torch.arange(0, count * n, n, dtype=torch.int64))
+            small_keys = _swap_or_not.round_keys(pass_key(seed, passes))
         else:
-            keys = pass_keys(seed, torch.arange(first_pass, last_pass + 1, dtype=torch.int64))
-            flat = offsets.add_(passes.sub_(first_pass).mul_(n))
-        return _sort_shuffle.permutations(n, keys).view(-1).index_select(0, flat)
+            # Round keys per distinct pass, gathered per position.
+            distinct = torch.arange(first_pass, last_pass + 1, dtype=torch.int64)
+            rows = passes.sub_(first_pass)
+            small_keys = [
+                key.index_select(0, rows)  # type: ignore[union-attr]  # tensors here
+                for key in _swap_or_not.round_keys(pass_key(seed, distinct))
+            ]
+        return _swap_or_not.permute(offsets, n, small_keys)
     if passes is None:
         return _feistel.permute(offsets, n, pass_keys(seed, first_pass))
     if sparse:
@@ -158,3 +211,97 @@ def indices(
     rows = passes.sub_(first_pass)
     keys = [key.index_select(0, rows) for key in pass_keys(seed, distinct)]
     return _feistel.permute(offsets, n, keys)
+
+
+class Sources(NamedTuple):
+    """Per-source tables for ``indices_many``: sizes, seeds, and their Feistel parameters.
+
+    ``n``, ``k``, ``b`` and ``salts`` are ``int64`` tensors with one value per source (``k``
+    and ``b`` from ``_feistel.domain``, ``salts`` the ``ROUNDS`` pairs that ``pass_keys``
+    derives from a seed).
+    """
+
+    sizes: list[int]
+    seeds: list[int]
+    n: torch.Tensor
+    k: torch.Tensor
+    b: torch.Tensor
+    salts: list[tuple[torch.Tensor, torch.Tensor]]
+    large: torch.Tensor  # bool: the source has more than ``_feistel.SMALL`` samples
+
+
+def sources(sizes: list[int], seeds: list[int]) -> Sources:
+    """Return the tables of sources of ``sizes`` samples, each shuffled with its own seed."""
+    domains = [_feistel.domain(max(n, 2)) for n in sizes]
+    per_seed = [_salts(seed) for seed in seeds]
+    salts = [
+        (
+            torch.tensor([s[r][0] for s in per_seed], dtype=torch.int64),
+            torch.tensor([s[r][1] for s in per_seed], dtype=torch.int64),
+        )
+        for r in range(_feistel.ROUNDS)
+    ]
+    return Sources(
+        sizes,
+        seeds,
+        torch.tensor(sizes, dtype=torch.int64),
+        torch.tensor([k for k, _ in domains], dtype=torch.int64),
+        torch.tensor([b for _, b in domains], dtype=torch.int64),
+        salts,
+        torch.tensor([n > _feistel.SMALL for n in sizes]),
+    )
+
+
+def indices_many(positions: torch.Tensor, owners: torch.Tensor, table: Sources) -> torch.Tensor:
+    """Return each source's own dataset index at ``positions`` (of source ``owners[j]``).
+
+    Element ``j`` is ``index_at(positions[j], n=sizes[owner], seed=seeds[owner],
+    shuffle=True)``: one vectorised network for all the sources above ``_feistel.SMALL``
+    samples at once, whatever their number, and ``indices_of`` for each smaller one. The
+    positions of one source must not decrease.
+
+    >>> table = sources([5, 3000, 10**9], [1, 2, 3])
+    >>> got = indices_many(torch.tensor([7, 9, 4, 10**12]), torch.tensor([1, 0, 1, 2]), table)
+    >>> got.tolist() == [index_at(g, n=n, seed=s, shuffle=True)
+    ...     for g, n, s in [(7, 3000, 2), (9, 5, 1), (4, 3000, 2), (10**12, 10**9, 3)]]
+    True
+    """
+    n = table.n.index_select(0, owners)
+    passes = torch.div(positions, n, rounding_mode="floor")
+    out = positions - passes * n
+    large = torch.nonzero(table.large.index_select(0, owners)).squeeze(1)
+    if large.numel():
+        who = owners.index_select(0, large)
+        which = passes.index_select(0, large)
+        low, high = which & _M32, which >> 32
+        keys = [
+            hash32(hash32(low ^ s0.index_select(0, who)) ^ high ^ s1.index_select(0, who))
+            for s0, s1 in table.salts
+        ]
+        out.index_copy_(
+            0,
+            large,
+            _feistel.permute_many(
+                out.index_select(0, large),
+                n.index_select(0, large),
+                table.k.index_select(0, who),
+                table.b.index_select(0, who),
+                keys,
+            ),
+        )
+    if large.numel() < positions.numel():
+        small = torch.nonzero(~table.large.index_select(0, owners)).squeeze(1)
+        small_owners = owners.index_select(0, small)
+        for source in torch.unique(small_owners).tolist():
+            rows = small.index_select(0, torch.nonzero(small_owners == source).squeeze(1))
+            out.index_copy_(
+                0,
+                rows,
+                indices_of(
+                    positions.index_select(0, rows),
+                    n=table.sizes[source],
+                    seed=table.seeds[source],
+                    shuffle=True,
+                ),
+            )
+    return out

@@ -27,6 +27,11 @@ class SeekableSampler(Protocol):
     refuses a saved position beyond it at load, before anything changes, instead of at the
     first batch. ``world_size`` is read when a pass opens, so it may come from a process group
     initialised after the sampler was built.
+
+    A sampler may also judge a saved fingerprint itself, with a method
+    ``check_checkpoint(fingerprint, position)`` that raises ``ValueError`` naming what differs
+    where it matters: ``MixtureSampler`` accepts a weight schedule changed only after the saved
+    position. Without one, the saved fingerprint must equal ``fingerprint()``.
     """
 
     @property

@@ -41,6 +41,15 @@ class Seek(Strategy):
     def fingerprint(self) -> dict[str, Any]:
         return dict(self._sampler.fingerprint())
 
+    def check_fingerprint(self, fingerprint: Mapping[str, Any], saved: Saved) -> None:
+        # A sampler that knows which differences are harmless at a position (a mixture whose
+        # schedule changes only after it) judges the saved fingerprint itself.
+        judge = getattr(self._sampler, "check_checkpoint", None)
+        if callable(judge) and not saved.unchecked:
+            judge(saved.fingerprint, require_count(saved.own, self.POSITION, saved.where))
+        else:
+            super().check_fingerprint(fingerprint, saved)
+
     def check(self, saved: Saved) -> None:
         position = require_count(saved.own, self.POSITION, saved.where)
         # The protocol sets no limit; a sampler may declare the largest position it seeks to.

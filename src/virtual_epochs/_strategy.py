@@ -18,8 +18,10 @@ contract is narrow, in the spirit of torchdata's ``BaseNode`` (``reset``, ``next
 - ``recover(batches_in_pass, recovery)`` returns the position to reopen at after the iterator
   failed (its own position is then unknown). ``recovery`` is the recovery point that
   ``VirtualDataLoader`` marked explicitly (its last ``state_dict()`` in this pass).
-- ``check(saved)`` validates a loaded state's own part, and ``fingerprint()`` returns the
-  settings that decide the sample order; both before anything changes.
+- ``fingerprint()`` returns the settings that decide the sample order;
+  ``check_fingerprint(fingerprint, saved)`` compares a loaded state's with it (equality, unless
+  the strategy knows better: ``seek`` lets a sampler with ``check_checkpoint`` judge), and
+  ``check(saved)`` validates the state's own part; all before anything changes.
 
 Each strategy names its own keys as class constants, nests them under ``name``, and lets a part
 shared with other strategies (``PassSeeds``) nest under that part's own key.
@@ -32,7 +34,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 from ._shapes import sized
-from ._state import Saved
+from ._state import Saved, check_fingerprint
 
 
 class Recovery(NamedTuple):
@@ -58,6 +60,10 @@ class Strategy(abc.ABC):
         if dataset_size is not None:
             out["dataset_size"] = dataset_size
         return out
+
+    def check_fingerprint(self, fingerprint: Mapping[str, Any], saved: Saved) -> None:
+        """Check the saved fingerprint against this loader's ``fingerprint``: equal, by default."""
+        check_fingerprint(fingerprint, saved.fingerprint, unchecked=saved.unchecked)
 
     @abc.abstractmethod
     def check(self, saved: Saved) -> None:

@@ -381,7 +381,7 @@ class VirtualDataLoader(Generic[T]):
             )
         saved = _state.parse(state_dict, self._strategy.name)
         fingerprint = self._strategy.fingerprint()
-        _state.check_fingerprint(fingerprint, saved.fingerprint, unchecked=saved.unchecked)
+        self._strategy.check_fingerprint(fingerprint, saved)
         self._strategy.check(saved)
         # Everything is valid: apply. First end an iteration begun before the load (its epoch
         # complete, or not started): it must not go on, and it settles its count now, not into

@@ -15,9 +15,13 @@ from typing import Any
 
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
-from . import _permutation, _state
+from . import _feistel, _permutation, _state
 from ._checks import check_bool, check_int, describe
 from ._distributed import check_rank_arguments, resolve_rank
+
+ORDER = "shuffle_order"
+SMALL_ORDER = 2
+"""The order of small shuffled datasets since 0.2.0 (see ``InfiniteSampler.fingerprint``)."""
 
 _FIRST_CHUNK = 1024  # small, so that the first index comes in well under a millisecond
 _MAX_CHUNK = 32768  # big enough to amortise tensor calls, small enough to stay in cache
@@ -213,8 +217,17 @@ class InfiniteSampler(Sampler[int]):
         self._live = None
 
     def fingerprint(self) -> dict[str, Any]:
-        """Return the settings that decide the order: ``num_samples``, ``seed``, ``shuffle``."""
-        return {"num_samples": self._n, "seed": self._seed, "shuffle": self._shuffle}
+        """Return the settings that decide the order: ``num_samples``, ``seed``, ``shuffle``.
+
+        A shuffled dataset of at most ``_feistel.SMALL`` samples adds ``"shuffle_order": 2``: its
+        order changed after virtual_epochs 0.1.0 (a swap-or-not network replaced a sort of the
+        whole pass), so a checkpoint of such a run from 0.1.0 is refused by the fingerprint
+        instead of resuming onto another order. Larger datasets kept their order.
+        """
+        out: dict[str, Any] = {"num_samples": self._n, "seed": self._seed, "shuffle": self._shuffle}
+        if self._shuffle and 1 < self._n <= _feistel.SMALL:
+            out[ORDER] = SMALL_ORDER
+        return out
 
     def __iter__(self) -> Iterator[int]:
         stream = _Stream(self, self._start)
