@@ -26,15 +26,16 @@ from collections.abc import Sequence
 
 import torch
 
+from ._bits import HASH_MUL as _HASH_MUL
+from ._bits import M32 as _M32
+
 ROUNDS = 6
 """Feistel rounds (three double rounds); ``tests/test_permutation.py`` shows 6 is enough."""
 
 SMALL = 1024
 """Below or at this many samples, ``_permutation`` uses ``_swap_or_not`` instead."""
 
-_M32 = 0xFFFFFFFF
 _ROUND_MUL = 0x2C1B3C6D  # odd, < 2**31: a product with a 32-bit value stays below 2**63
-_HASH_MUL = 0x045D9F3B  # Thomas Mueller's 32-bit integer hash multiplier, < 2**27
 _WALK_IN_PYTHON = 32  # cycle-walk this few values one by one: tensor calls cost microseconds
 
 

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import RandomSampler, SubsetRandomSampler, WeightedRandomSampler
 
 from . import _permutation
+from ._bits import M32
 from ._shapes import TORCHDATA_RANDOM_SAMPLER, qualified_name
 from ._state import require, require_count
 
@@ -30,8 +31,8 @@ def _pass_seed(seed: int, pass_index: int) -> int:
     >>> len({_pass_seed(7, p) for p in range(100_000)})
     100000
     """
-    base = _permutation.splitmix64(seed) & 0xFFFFFFFF
-    return _permutation.hash32((base + pass_index) & 0xFFFFFFFF)
+    base = _permutation.splitmix64(seed) & M32
+    return _permutation.hash32((base + pass_index) & M32)
 
 
 def _drives_generator(sampler: object) -> bool:

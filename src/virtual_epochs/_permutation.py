@@ -27,6 +27,9 @@ from typing import NamedTuple, TypeVar
 import torch
 
 from . import _feistel, _swap_or_not
+from ._bits import HASH_MUL as _HASH_MUL
+from ._bits import M32 as _M32
+from ._bits import M64 as _M64
 
 MAX_POSITION = (1 << 63) - 1
 """Positions (and so ``n``) must stay below ``2**63``: they are ``int64`` here."""
@@ -37,9 +40,6 @@ _FEW_PASSES_MIN = 256  # ... when the chunk is big enough for the segments to pa
 MAX_START = 1 << 62
 """Where a stream may start (or be resumed) at most: ``2**62`` more positions fit in ``int64``."""
 
-_M32 = 0xFFFFFFFF
-_M64 = (1 << 64) - 1
-_HASH_MUL = 0x045D9F3B
 
 PassIndex = TypeVar("PassIndex", int, torch.Tensor)
 

@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from ._bits import M32 as _M32
+from ._bits import M64 as _M64
 from ._permutation import hash32, splitmix64
 
 try:  # numpy is optional: torch runs without it, and then nobody can draw from numpy.random
@@ -39,8 +41,6 @@ except ImportError:  # pragma: no cover  # numpy is installed wherever the tests
 _PY_RANDOM: random.Random = random.seed.__self__  # type: ignore[attr-defined]  # bound method
 _c_seed = _CRandom.seed
 
-_M32 = 0xFFFFFFFF
-_M64 = (1 << 64) - 1
 
 # One salt per stream: any distinct constants will do (the digits of pi, 64 bits at a time).
 _TORCH, _PYTHON, _NUMPY, _TORCH_GENERATOR, _NUMPY_GENERATOR = (
