@@ -14,6 +14,7 @@ Adding a strategy, or a shape of loader, means one entry in the table: these cas
 from __future__ import annotations
 
 import functools
+import inspect
 import io
 import re
 import warnings
@@ -100,8 +101,7 @@ def test_every_state_is_plain_and_loads_into_a_fresh_loader_as_the_same_state(na
     vl = maker(name)()
     states = [vl.state_dict()]
     for _ in range(EPOCHS):
-        for _ in vl:
-            states.append(vl.state_dict())
+        states.extend(vl.state_dict() for _ in vl)
     for step in steps_to_check(name):
         state = states[step]
         assert round_trip(state) == state, f"step {step}: JSON changed the state"
@@ -330,11 +330,8 @@ def test_a_changed_fingerprint_is_refused_naming_the_key(name: str) -> None:
         if value is ...:  # an unknown setting
             bad, theirs, mine = edit(state, (*path, key), "red"), "'red'", "'<absent>'"
         else:
-            bad, theirs, mine = (
-                edit(state, (*path, key), changed(value)),
-                repr(changed(value)),
-                repr(value),
-            )
+            bad = edit(state, (*path, key), changed(value))
+            theirs, mine = repr(changed(value)), repr(value)
             missing = edit(state, (*path, key), ...)
             message = rf"{where} is '<absent>' but this loader has {re.escape(repr(value))}"
             assert_refused(vl, missing, ValueError, message)
@@ -423,11 +420,11 @@ def test_warnings_point_at_the_line_that_iterates(name: str) -> None:
         dataset.at = dataset.loads + 1  # a batch fails next
         iterator = iter(vl)
         with pytest.raises(DataError):
-            while True:
-                next(iterator)
+            drain(iterator)
         again = next(iter(vl))  # the line of the warnings
         line_again = current_line() - 1
-    assert plain(batch) is not None and plain(again) is not None
+    assert plain(batch) is not None
+    assert plain(again) is not None
     ours = [w for w in caught if issubclass(w.category, UserWarning)]
     for warning in ours:
         assert warning.filename == __file__, f"{warning.message} points at {warning.filename}"
@@ -438,8 +435,14 @@ def test_warnings_point_at_the_line_that_iterates(name: str) -> None:
 
 
 def current_line() -> int:
-    import inspect
-
+    """The line of the caller."""
     frame = inspect.currentframe()
-    assert frame is not None and frame.f_back is not None
+    assert frame is not None
+    assert frame.f_back is not None
     return frame.f_back.f_lineno
+
+
+def drain(iterator: Iterator[Any]) -> None:
+    """Draw from ``iterator`` until it stops."""
+    for _ in iterator:
+        pass
