@@ -307,17 +307,18 @@ def batches(stream: Tagged) -> list[Any]:
 
 def assert_refused(
     vl: VirtualDataLoader[Any], state: Any, error: type[BaseException], match: str
-) -> None:
+) -> BaseException:
     """``vl.load_state_dict(state)`` raises ``error`` matching ``match`` and changes nothing.
 
-    Neither the loader's state nor the dict it was given.
+    Neither the loader's state nor the dict it was given. Returns the error.
     """
     before = vl.state_dict()
     given = copy.deepcopy(state)
-    with pytest.raises(error, match=match):
+    with pytest.raises(error, match=match) as info:
         vl.load_state_dict(state)
     assert state == given, "load_state_dict changed the dict it was given"
     assert vl.state_dict() == before, "a refused state changed the loader"
+    return info.value
 
 
 def edit(state: dict[str, Any], path: Sequence[Any], value: Any) -> dict[str, Any]:
