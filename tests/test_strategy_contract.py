@@ -306,7 +306,8 @@ def test_a_state_of_another_shape_with_the_same_strategy_is_refused(name: str) -
         vl = advance(maker(name)(), 3)
         for steps in (0, 3, MID, 12):
             state = saved(source, steps)
-            if source == "re-iterable-without-length" and not state["batches_in_pass"]:
+            unverified = (name, source) == ("re-iterable-verified", "re-iterable-without-length")
+            if unverified and not state["batches_in_pass"]:
                 maker(name)().load_state_dict(state)  # no digest at a pass start: none needed
                 continue
             error = assert_refused(vl, state, ValueError, r"state\['resume'\]\[")
