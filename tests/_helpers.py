@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -59,10 +60,13 @@ class CountingStream(IterableDataset[int]):
 
     ``state_dict()`` is the position inside the current pass and stays at the end once the pass
     is over; ``__iter__`` starts where a loaded state says, else at the start of a new pass.
+    Item ``i`` of pass ``p`` is ``1000 * p + source[i]`` (``source`` defaults to ``i``): a
+    dataset as ``source`` makes the stream load its samples (and fail where that dataset does).
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, source: Dataset[int] | None = None) -> None:
         self.n = n
+        self.source = source
         self.position = 0
         self.epoch = 0
         self.restored: int | None = None
@@ -74,8 +78,9 @@ class CountingStream(IterableDataset[int]):
         self.position = self.restored if self.restored is not None else 0
         self.restored = None
         while self.position < self.n:
+            item = self.position if self.source is None else self.source[self.position]
             self.position += 1
-            yield self.epoch * 1000 + self.position - 1
+            yield self.epoch * 1000 + item
 
     def state_dict(self) -> dict[str, Any]:
         return {"position": self.position}
@@ -177,3 +182,156 @@ def run_command(command: list[str], timeout: float, env: dict[str, str] | None =
             pytest.fail(f"timed out after {timeout} s: {command}\n{output}")
     assert process.returncode == 0, output
     return output
+
+
+class FailAt(Dataset[int]):
+    """Sample ``i`` is ``source[i]``, but the ``at``-th load (from 0) raises ``error``, once.
+
+    Loads are counted in this process: for loaders without workers, where the loads of a step
+    happen when the loop asks for its batch.
+    """
+
+    def __init__(self, source: Dataset[int], at: int, error: BaseException) -> None:
+        self.source = source
+        self.at = at
+        self.error = error
+        self.loads = 0
+
+    def __len__(self) -> int:
+        return len(self.source)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> int:
+        self.loads += 1
+        if self.loads - 1 == self.at:
+            raise self.error
+        return self.source[index]
+
+
+# ------------------------------------------------------------- faults: the recovery checker
+
+Tagged = list[tuple[int, Any]]
+"""``(epoch, batch)`` per step."""
+
+
+def run_tagged(vl: VirtualDataLoader[Any], epochs: int) -> Tagged:
+    """Iterate ``vl`` from ``vl.epoch`` to ``epochs``: ``(epoch, batch)`` per step."""
+    return [(epoch, plain(batch)) for epoch in range(vl.epoch, epochs) for batch in vl]
+
+
+def reference(
+    make: Callable[[], VirtualDataLoader[Any]], epochs: int
+) -> tuple[Tagged, list[dict[str, Any]]]:
+    """The uninterrupted run: ``(epoch, batch)`` per step, and the state after each step."""
+    vl = make()
+    stream: Tagged = []
+    states = [round_trip(vl.state_dict())]
+    for epoch in range(epochs):
+        for batch in vl:
+            stream.append((epoch, plain(batch)))
+            states.append(round_trip(vl.state_dict()))
+    return stream, states
+
+
+def run_until_error(
+    vl: VirtualDataLoader[Any], epochs: int, error: type[BaseException], match: str | None = None
+) -> tuple[Tagged, list[dict[str, Any]], pytest.ExceptionInfo[Any]]:
+    """Train until ``error``; return what was delivered, the states saved, and the error."""
+    delivered: Tagged = []
+    saved: list[dict[str, Any]] = [round_trip(vl.state_dict())]
+    with pytest.raises(error, match=match) as info:  # noqa: PT012  # the loop is the subject
+        for epoch in range(epochs):
+            for batch in vl:
+                delivered.append((epoch, plain(batch)))
+                saved.append(round_trip(vl.state_dict()))
+    return delivered, saved, info
+
+
+def check_recovery(
+    make: Callable[[], VirtualDataLoader[Any]],
+    vl: VirtualDataLoader[Any],
+    delivered: Tagged,
+    stream: Tagged,
+    states: list[dict[str, Any]],
+    epochs: int,
+) -> None:
+    """After a fault at step ``k = len(delivered)``: state, restore and continuation are exact.
+
+    ``stream`` and ``states`` are the uninterrupted run's (``reference``); ``make()`` builds the
+    loader a new process restores the state into.
+    """
+    k = len(delivered)
+    assert delivered == stream[:k]
+    assert vl.steps == k
+    state = round_trip(vl.state_dict())
+    # A new process restores it: the failed batch comes first, then the uninterrupted run.
+    restored = make()
+    restored.load_state_dict(state)
+    assert run_tagged(restored, epochs) == stream[k:]
+    assert same_position(state, states[k], states[0])  # the uninterrupted run's, after k steps
+    # The same object goes on: the data stream continues exactly, the failed batch first. The
+    # interrupted epoch is abandoned, as after a `break`: the next iteration is a whole epoch.
+    epoch = vl.epoch
+    abandoned = states[k]["batches_in_epoch"] > 0
+    after = [plain(batch) for batch in vl]
+    assert len(after) == vl.steps_per_epoch
+    assert vl.epoch == epoch + 1 + abandoned
+    while len(after) < len(stream) - k:
+        after.extend(plain(batch) for batch in vl)
+    assert after[: len(stream) - k] == batches(stream[k:])
+
+
+def same_position(state: dict[str, Any], expected: dict[str, Any], start: dict[str, Any]) -> bool:
+    """Whether ``state`` is ``expected``, or the same step saved as the start of the next pass.
+
+    (A loader of unknown length learns that its pass ended only when it asks for one more
+    batch: after a failure there, the state says "pass p + 1, no batch yet", with the
+    strategy's position at the start of a pass, as in ``start``, the state before any batch.)
+    """
+    strategy = expected["resume"]["strategy"]
+    after_the_pass = {
+        **expected,
+        "pass": expected["pass"] + 1,
+        "batches_in_pass": 0,
+        "resume": {**expected["resume"], strategy: start["resume"][strategy]},
+    }
+    return state in (expected, after_the_pass)
+
+
+def batches(stream: Tagged) -> list[Any]:
+    """The batches of a tagged stream."""
+    return [batch for _, batch in stream]
+
+
+# -------------------------------------------------------------------------------- refusals
+
+
+def assert_refused(
+    vl: VirtualDataLoader[Any], state: Any, error: type[BaseException], match: str
+) -> BaseException:
+    """``vl.load_state_dict(state)`` raises ``error`` matching ``match`` and changes nothing.
+
+    Neither the loader's state nor the dict it was given. Returns the error.
+    """
+    before = vl.state_dict()
+    given = copy.deepcopy(state)
+    with pytest.raises(error, match=match) as info:
+        vl.load_state_dict(state)
+    assert state == given, "load_state_dict changed the dict it was given"
+    assert vl.state_dict() == before, "a refused state changed the loader"
+    return info.value
+
+
+def edit(state: dict[str, Any], path: Sequence[Any], value: Any) -> dict[str, Any]:
+    """Return a deep copy of ``state`` with ``state[path...] = value`` (deleted if ``...``).
+
+    Every key on the way must exist, and so must the last one unless a value is added.
+    """
+    out = copy.deepcopy(state)
+    target = out
+    for key in path[:-1]:
+        target = target[key]
+    if value is ...:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return out

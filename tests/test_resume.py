@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,39 +12,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.utils.data import (
     DataLoader,
-    DistributedSampler,
-    SequentialSampler,
 )
-from torchdata.stateful_dataloader import StatefulDataLoader
 
-from _helpers import (
-    CountingStream,
-    IndexDataset,
-    assert_resumes_exactly,
-    plain,
-    round_trip,
-    run_epochs,
+from _helpers import IndexDataset, assert_resumes_exactly, plain, round_trip, run_epochs
+from _shapes_table import (
+    BATCH,
+    EPOCHS,
+    IN_PROCESS,
+    PASS_BATCHES,
+    SHAPES,
+    STEPS_PER_EPOCH,
+    N,
+    advance,
+    maker,
+    saved,
 )
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
 
 Factory = Callable[[], VirtualDataLoader[Any]]
-
-
-class VariableBatches:
-    """A custom batch sampler: batches of sizes 1, 2, 3, 1, 2, 3, ... in order."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __iter__(self) -> Iterator[list[int]]:
-        start, size = 0, 1
-        while start < self.n:
-            yield list(range(start, min(self.n, start + size)))
-            start += size
-            size = size % 3 + 1
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
 
 
 class ReIterable:
@@ -64,91 +47,7 @@ class ReIterable:
         return iter(order.tolist())
 
 
-SHAPES: dict[str, tuple[str, Factory]] = {
-    "infinite-sampler": (
-        "seek",
-        lambda: VirtualDataLoader(
-            DataLoader(IndexDataset(11), batch_size=3, sampler=InfiniteSampler(11, seed=4)), 4
-        ),
-    ),
-    "sequential": (
-        "skip",
-        lambda: VirtualDataLoader(DataLoader(IndexDataset(11), batch_size=3), 4),
-    ),
-    "sequential-drop-last": (
-        "skip",
-        lambda: VirtualDataLoader(DataLoader(IndexDataset(11), batch_size=3, drop_last=True), 4),
-    ),
-    "shuffle-with-generator": (
-        "skip",
-        lambda: VirtualDataLoader(
-            DataLoader(
-                IndexDataset(11),
-                batch_size=3,
-                shuffle=True,
-                generator=torch.Generator().manual_seed(7),
-            ),
-            4,
-        ),
-    ),
-    "shuffle-without-generator": (
-        "skip",
-        lambda: VirtualDataLoader(DataLoader(IndexDataset(11), batch_size=3, shuffle=True), 4),
-    ),
-    "distributed-sampler": (
-        "skip",
-        lambda: VirtualDataLoader(
-            DataLoader(
-                IndexDataset(11),
-                batch_size=2,
-                sampler=DistributedSampler(range(11), num_replicas=2, rank=1, seed=5),
-            ),
-            4,
-        ),
-    ),
-    "custom-batch-sampler": (
-        "skip",
-        lambda: VirtualDataLoader(
-            DataLoader(IndexDataset(11), batch_sampler=VariableBatches(11)), 4
-        ),
-    ),
-    "no-batching": (
-        "skip",
-        lambda: VirtualDataLoader(
-            DataLoader(IndexDataset(7), batch_size=None, sampler=SequentialSampler(range(7))), 4
-        ),
-    ),
-    "list-of-batches": ("replay", lambda: VirtualDataLoader([[0, 1], [2, 3], [4]], 4)),
-    "stateful-dataloader": (
-        "delegate",
-        lambda: VirtualDataLoader(
-            StatefulDataLoader(
-                IndexDataset(11),
-                batch_size=3,
-                shuffle=True,
-                generator=torch.Generator().manual_seed(7),
-            ),
-            4,
-        ),
-    ),
-    "stateful-dataloader-without-generator": (
-        "delegate",
-        lambda: VirtualDataLoader(
-            StatefulDataLoader(IndexDataset(11), batch_size=3, shuffle=True), 4
-        ),
-    ),
-    "iterable-dataset-with-state": (
-        "delegate",
-        lambda: VirtualDataLoader(DataLoader(CountingStream(7), batch_size=2), 3),
-    ),
-}
-
-
-@pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_resume_at_every_step_equals_the_uninterrupted_run(shape: str) -> None:
-    strategy, make = SHAPES[shape]
-    assert make().strategy == strategy
-    assert_resumes_exactly(make, epochs=8)  # 32 steps: several passes of every shape
+# (Resume at every step of every shape of loader in the table: test_strategy_contract.py.)
 
 
 def test_replay_of_a_user_iterable_is_exact_and_warns_once_with_its_cost() -> None:
@@ -178,70 +77,53 @@ def vl_stream(vl: VirtualDataLoader[Any], steps: int) -> list[Any]:
 
 @pytest.mark.parametrize("workers", [(0, 2), (2, 0), (2, 2)])
 def test_resume_with_other_workers_prefetch_and_persistence(workers: tuple[int, int]) -> None:
-    def factory(num_workers: int, *, shuffle: bool, infinite: bool) -> Factory:
+    def factory(name: str, num_workers: int) -> Factory:
         extra: dict[str, Any] = {}
         if num_workers:
             extra = {"prefetch_factor": 3, "persistent_workers": True}
-
-        def make() -> VirtualDataLoader[Any]:
-            sampler = InfiniteSampler(13, seed=1) if infinite else None
-            loader = DataLoader(
-                IndexDataset(13),
-                batch_size=4,
-                shuffle=shuffle and not infinite,
-                sampler=sampler,
-                generator=torch.Generator().manual_seed(3) if shuffle else None,
-                num_workers=num_workers,
-                **extra,
-            )
-            return VirtualDataLoader(loader, 3)
-
-        return make
+        return lambda: SHAPES[name].make(num_workers=num_workers, **extra)
 
     before, after = workers
-    for infinite, shuffle in [(True, True), (False, True), (False, False)]:
+    for name in ["infinite-sampler", "shuffle-with-generator", "sequential"]:
         assert_resumes_exactly(
-            factory(before, shuffle=shuffle, infinite=infinite),
+            factory(name, before),
             epochs=4,
             save_at=[0, 2, 4, 7, 12],
-            make_resumed=factory(after, shuffle=shuffle, infinite=infinite),
+            make_resumed=factory(name, after),
         )
 
 
 def test_shuffle_without_generator_resumes_under_another_global_seed() -> None:
     # DataLoader(shuffle=True) draws nothing we cannot rebuild: the RandomSampler is seeded
     # per pass from (seed, pass), with the seed saved in the checkpoint.
+    shape = SHAPES["shuffle-without-generator"]
     torch.manual_seed(1)
-    vl = VirtualDataLoader(DataLoader(range(10), batch_size=3, shuffle=True), 3)
+    vl = shape.make()
     first = run_epochs(vl, 2)
     state = round_trip(vl.state_dict())
-    rest = run_epochs(vl, 4)
+    rest = run_epochs(vl, EPOCHS)
     torch.manual_seed(99)  # another process, another global seed
-    resumed = VirtualDataLoader(DataLoader(range(10), batch_size=3, shuffle=True), 3)
+    resumed = shape.make()
     resumed.load_state_dict(state)
-    assert run_epochs(resumed, 4) == rest
+    assert run_epochs(resumed, EPOCHS) == rest
     flat = [i for epoch in first + rest for batch in epoch for i in batch]
-    passes = [flat[i : i + 10] for i in range(0, 30, 10)]  # 4 batches (3+3+3+1) per pass
-    assert [sorted(p) for p in passes] == [list(range(10))] * 3
+    passes = [flat[i : i + N] for i in range(0, 3 * N, N)]  # 7 batches (3 * 6 + 2) per pass
+    assert [sorted(p) for p in passes] == [list(range(N))] * 3
     assert len({tuple(p) for p in passes}) == 3  # a new shuffle every pass
 
 
-@pytest.mark.parametrize("infinite", [True, False])
-def test_no_skipped_sample_is_loaded(infinite: bool) -> None:
-    def make(dataset: IndexDataset) -> VirtualDataLoader[Any]:
-        sampler = InfiniteSampler(50, seed=2) if infinite else None
-        loader = DataLoader(dataset, batch_size=4, shuffle=not infinite, sampler=sampler)
-        return VirtualDataLoader(loader, 5)
-
-    vl = make(IndexDataset(50))
-    run_epochs(vl, 3)
-    next(iter(vl))
-    state = vl.state_dict()  # 16 batches in, mid-epoch, mid-pass
-    dataset = IndexDataset(50)
-    resumed = make(dataset)
-    resumed.load_state_dict(state)
-    batch = next(iter(resumed))
-    assert sorted(dataset.loaded) == sorted(batch.tolist())  # only the batch handed out
+@pytest.mark.parametrize(
+    "name", [name for name in IN_PROCESS if SHAPES[name].strategy in ("seek", "skip")]
+)
+def test_no_skipped_sample_is_loaded(name: str) -> None:
+    # seek and skip resume at the index level: a restored loader loads the samples it hands
+    # out, and nothing of what it skips, at any step (custom batch samplers included).
+    for step in range(EPOCHS * STEPS_PER_EPOCH):
+        dataset = IndexDataset(N)
+        resumed = maker(name, dataset)()
+        resumed.load_state_dict(saved(name, step))
+        batch = plain(next(iter(resumed)))
+        assert sorted(dataset.loaded) == sorted(batch if isinstance(batch, list) else [batch])
 
 
 @pytest.mark.parametrize("infinite", [True, False])
@@ -250,19 +132,15 @@ def test_batch_size_may_change_the_sample_stream_carries_over(
     infinite: bool, new_batch: int
 ) -> None:
     def make(batch: int) -> VirtualDataLoader[Any]:
-        sampler = InfiniteSampler(10, seed=8) if infinite else None
-        generator = None if infinite else torch.Generator().manual_seed(5)
-        loader = DataLoader(
-            range(10), batch_size=batch, sampler=sampler, shuffle=not infinite, generator=generator
-        )
-        return VirtualDataLoader(loader, 3)
+        name = "infinite-sampler" if infinite else "shuffle-with-generator"
+        return SHAPES[name].make(batch_size=batch)
 
     def samples(vl: VirtualDataLoader[Any], epochs: int) -> list[int]:
         return [i for epoch in run_epochs(vl, epochs) for batch in epoch for i in batch]
 
-    expected = samples(make(3), 20)  # the uninterrupted sample stream
-    old = make(3)
-    done = samples(old, 2)  # 6 batches: mid-pass
+    expected = samples(make(BATCH), 20)  # the uninterrupted sample stream
+    old = make(BATCH)
+    done = samples(old, 2)  # 10 batches: mid-pass (the second)
     state = old.state_dict()
     resumed = make(new_batch)
     resumed.load_state_dict(state)
@@ -290,55 +168,10 @@ def test_steps_per_epoch_may_change_data_continues_and_epochs_keep_their_numbers
     assert longer.epoch == 3
 
 
-def test_state_is_plain_fresh_and_survives_json_and_torch_load() -> None:
-    vl = SHAPES["infinite-sampler"][1]()
-    next(iter(vl))
-    first = vl.state_dict()
-    second = vl.state_dict()
-    assert first == second
-    assert first is not second
-    assert first["resume"] is not second["resume"]
-    first["resume"]["seek"]["position"] = -5
-    assert vl.state_dict() == second  # mutating a returned state changes nothing
-    assert json.loads(json.dumps(second)) == second
-    buffer = io.BytesIO()
-    torch.save(second, buffer)
-    buffer.seek(0)
-    assert torch.load(buffer, weights_only=True) == second
-
-
 def test_state_at_a_pass_boundary_is_saved_as_the_start_of_the_next_pass() -> None:
-    vl = VirtualDataLoader(DataLoader(range(6), batch_size=2), 5)  # 3 batches per pass
-    iterator = iter(vl)
-    for _ in range(3):
-        next(iterator)
-    state = vl.state_dict()
+    state = advance(maker("sequential")(), PASS_BATCHES).state_dict()  # inside epoch 1
     assert (state["pass"], state["batches_in_pass"]) == (1, 0)
     assert state["resume"]["skip"]["samples_in_pass"] == 0
-
-
-def test_state_after_an_exception_reflects_delivered_batches_only(tmp_path: Any) -> None:
-    from _helpers import FailOnce
-
-    def make(dataset: Any) -> VirtualDataLoader[Any]:
-        return VirtualDataLoader(
-            DataLoader(
-                dataset, batch_size=2, shuffle=True, generator=torch.Generator().manual_seed(1)
-            ),
-            4,
-        )
-
-    reference = run_epochs(make(range(12)), 3)
-    order = [i for epoch in reference for batch in epoch for i in batch]
-    bad = order[5]  # in the third batch
-    vl = make(FailOnce(12, bad=bad, error=RuntimeError("bad sample"), marker=tmp_path / "m"))
-    with pytest.raises(RuntimeError, match="bad sample"):
-        list(vl)
-    state = vl.state_dict()
-    assert state["steps"] == 2
-    resumed = make(range(12))
-    resumed.load_state_dict(state)
-    assert run_epochs(resumed, 3) == [reference[0][2:], *reference[1:]]
 
 
 # ------------------------------------------------------------------- property testing
@@ -411,59 +244,12 @@ def test_resume_property_with_workers(
     assert_resumes_exactly(make, epochs=-(-(save_at + 4) // steps_per_epoch), save_at=[save_at])
 
 
-def test_custom_batch_sampler_is_skipped_at_the_batch_level_without_loading() -> None:
-    def make(dataset: IndexDataset) -> VirtualDataLoader[Any]:
-        return VirtualDataLoader(DataLoader(dataset, batch_sampler=VariableBatches(9)), 3)
-
-    vl = make(IndexDataset(9))
-    run_epochs(vl, 1)
-    state = vl.state_dict()  # batches [0], [1, 2], [3, 4, 5] handed out
-    dataset = IndexDataset(9)
-    resumed = make(dataset)
-    resumed.load_state_dict(state)
-    batch = next(iter(resumed))
-    assert dataset.loaded == batch.tolist() == [6]
-
-
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_stateful_dataloader_resumes_exactly_across_passes(num_workers: int) -> None:
+def test_stateful_dataloader_with_workers_resumes_exactly_across_passes() -> None:
+    # (Without workers, at every step: the contract test.)
     def make() -> VirtualDataLoader[Any]:
-        loader = StatefulDataLoader(
-            IndexDataset(10),
-            batch_size=3,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(1),
-            num_workers=num_workers,
-        )
-        return VirtualDataLoader(loader, 3)
+        return SHAPES["stateful-dataloader"].make(num_workers=2)
 
-    assert_resumes_exactly(make, epochs=4, save_at=[0, 1, 4, 5, 8])
-
-
-@pytest.mark.parametrize(
-    "shape", ["infinite-sampler", "shuffle-without-generator", "list-of-batches"]
-)
-def test_resuming_leaves_the_global_rng_where_the_uninterrupted_run_has_it(shape: str) -> None:
-    make = SHAPES[shape][1]
-    saved: list[tuple[dict[str, Any], torch.Tensor]] = []
-
-    def train(vl: VirtualDataLoader[Any], epochs: int, save_at: int = -1) -> list[float]:
-        # A training step draws random numbers (dropout, say) for every batch.
-        out = []
-        for _ in range(vl.epoch, epochs):
-            for _ in vl:
-                out.append(torch.rand(()).item())
-                if vl.steps == save_at:
-                    saved.append((vl.state_dict(), torch.get_rng_state()))
-        return out
-
-    torch.manual_seed(0)
-    expected = train(make(), 4, save_at=6)
-    state, rng = saved[0]
-    resumed = make()
-    resumed.load_state_dict(state)
-    torch.set_rng_state(rng)
-    assert train(resumed, 4) == expected[6:]
+    assert_resumes_exactly(make, epochs=3, save_at=[0, 1, 4, 5, 8, 13])
 
 
 # ------------------------------------------- replay: the stream must be the same every run
@@ -543,17 +329,3 @@ def test_verify_replay_refuses_a_replay_whose_batches_differ() -> None:
 def test_verify_replay_misuse_is_refused(make: Factory, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         make()
-
-
-def test_a_state_without_a_digest_is_refused_when_verify_replay_is_on() -> None:
-    source = VirtualDataLoader([[0], [1], [2]], 2)
-    next(iter(source))
-    with pytest.raises(
-        ValueError,
-        match=r"state\['resume'\]\['replay'\] has no 'digest': the checkpoint was saved without "
-        r"verify_replay=True, so there is nothing to check the replayed batches against; resume "
-        r"it with verify_replay=False",
-    ):
-        VirtualDataLoader([[0], [1], [2]], 2, verify_replay=True).load_state_dict(
-            source.state_dict()
-        )

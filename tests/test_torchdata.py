@@ -60,10 +60,9 @@ def test_stateful_dataloader_refuses_another_num_workers(before: int, after: int
     key = "_snapshot" if after else "_num_yielded"  # its state when the pass reopens
     with pytest.raises(
         ValueError,
-        match=rf"state\['resume'\]\['delegate'\]\['inner'\] was refused by .* "
-        rf"\(AssertionError: State doesn't "
-        rf"contain key '{key}' expected for .*\): it was saved by a loader built differently "
-        r"\(torchdata: another num_workers\)",
+        match=rf"state\['resume'\]\['delegate'\]\['inner'\] was refused by .* \(AssertionError: "
+        rf"State doesn't contain key '{key}' expected for .*\): it was saved by a loader built "
+        r"differently \(torchdata: another num_workers\)",
     ) as info:
         next(iter(resumed))
     assert isinstance(info.value.__cause__, AssertionError)

@@ -253,11 +253,16 @@ class VirtualDataLoader(Generic[T]):
         self._opened = True
         batches_in_pass = self._count.settled - self._pass_mark
         pending, self._pending = self._pending, None
-        if pending is None:
-            self._inner = self._strategy.reset(self._pass, batches_in_pass, None)
+        if pending is None or batches_in_pass == 0:
+            # Where a pass starts, the uninterrupted run opened its iterator too, and a
+            # DataLoader draws its workers' base seed from the global RNG there: so does this.
+            try:
+                self._inner = self._strategy.reset(self._pass, batches_in_pass, pending)
+            except BaseException:
+                self._pending = pending  # the position still stands for the next attempt
+                raise
             return self._inner
-        # A reopen happens where the uninterrupted run opened nothing, and starting a
-        # DataLoader iterator draws from the global RNG (its workers' base seed): leave the
+        # A reopen inside a pass happens where the uninterrupted run opened nothing: leave the
         # global RNG as it was, so that a restored run's model sees the same random numbers.
         try:
             with torch.random.fork_rng(devices=[]):
