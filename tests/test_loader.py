@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from _helpers import FailOnce, IndexDataset, plain
-from virtual_epochs import InfiniteSampler, VirtualDataLoader
+from virtual_epochs import InfiniteSampler, KeyedSampler, MixtureSampler, VirtualDataLoader
 
 # ----------------------------------------------------------------------- the blog post
 
@@ -551,6 +551,31 @@ def test_an_infinite_sampler_as_batch_sampler_is_refused_at_wrap_time() -> None:
         match=re.escape(
             "but it yields single indices, not batches of them; pass it as the sampler: "
             "DataLoader(dataset, sampler=InfiniteSampler(dataset), batch_size=...)"
+        ),
+    ):
+        VirtualDataLoader(loader, steps_per_epoch=3)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "drawn"),
+    [
+        (InfiniteSampler(100), 100),  # would train on a tenth of the dataset, silently
+        (InfiniteSampler(2000), 2000),  # would fail at the first index past the end
+        (KeyedSampler(InfiniteSampler(100)), 100),
+        (MixtureSampler([600, 300], [2, 1]), 900),
+    ],
+)
+def test_a_sampler_over_another_number_of_samples_than_the_dataset_is_refused(
+    sampler: Any, drawn: int
+) -> None:
+    loader = DataLoader(range(1000), batch_size=4, sampler=sampler)
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"draws indices from {drawn} samples, but the loader's dataset has 1000; build the "
+            "sampler from the dataset itself (InfiniteSampler(dataset), "
+            "MixtureSampler(ConcatDataset(parts), ...)), or give the DataLoader a Subset of the "
+            "dataset to train on part of it"
         ),
     ):
         VirtualDataLoader(loader, steps_per_epoch=3)

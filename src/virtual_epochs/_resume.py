@@ -31,6 +31,7 @@ from ._shapes import (
     is_plain_batch_sampler,
     saves_own_state,
     set_epoch_misses_workers,
+    sized,
 )
 from ._skip import Skip
 from ._strategy import Strategy
@@ -73,6 +74,7 @@ def _choose(loader: Iterable[Any], *, verify_replay: bool) -> Strategy:
                 "DataLoader(dataset, sampler=InfiniteSampler(dataset), batch_size=...)"
             )
         if (found := _seekable(loader)) is not None:
+            _check_sampler_size(loader, found[0])
             return Seek(loader, *found)  # (one endless pass: set_epoch is never called)
     if isinstance(loader, Stateful) and saves_own_state(loader):
         return Delegate(loader, loader)
@@ -84,6 +86,23 @@ def _choose(loader: Iterable[Any], *, verify_replay: bool) -> Strategy:
             return Replay(loader, verify=verify_replay)
         return Skip(loader)
     return Replay(loader, verify=verify_replay)
+
+
+def _check_sampler_size(loader: DataLoader[Any], sampler: object) -> None:
+    """Refuse a sampler that says it draws from another number of samples than the dataset has.
+
+    ``InfiniteSampler(100)`` over a dataset of 1,000 samples would train on a tenth of it, and
+    over one of 10 fail at the 11th index: both are mistakes, caught here.
+    """
+    drawn = getattr(sampler, "num_samples", None)
+    size = sized(loader.dataset)
+    if isinstance(drawn, int) and size is not None and drawn != size:
+        raise ValueError(
+            f"the sampler {short(sampler)} of 'loader' draws indices from {drawn} samples, but "
+            f"the loader's dataset has {size}; build the sampler from the dataset itself "
+            "(InfiniteSampler(dataset), MixtureSampler(ConcatDataset(parts), ...)), or give the "
+            "DataLoader a Subset of the dataset to train on part of it"
+        )
 
 
 def _seekable(loader: DataLoader[Any]) -> tuple[SeekableSampler, int] | None:

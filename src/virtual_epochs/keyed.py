@@ -204,6 +204,12 @@ class KeyedSampler(Sampler[SampleKey]):
         return self._sampler.start
 
     @property
+    def num_samples(self) -> int | None:
+        """The number of samples the wrapped sampler draws from, if it says."""
+        n = getattr(self._sampler, "num_samples", None)
+        return n if isinstance(n, int) else None
+
+    @property
     def max_start(self) -> int | None:
         """The largest start position the wrapped sampler declares, if it declares one."""
         limit = getattr(self._sampler, "max_start", None)

@@ -208,6 +208,11 @@ class MixtureSampler(Sampler[int]):
         self._live: _Stream | None = None
 
     @property
+    def num_samples(self) -> int:
+        """The number of samples of all sources together: the ``ConcatDataset``'s length."""
+        return sum(self._sizes)
+
+    @property
     def sizes(self) -> list[int]:
         """The number of samples of each source."""
         return list(self._sizes)
