@@ -253,19 +253,13 @@ class VirtualDataLoader(Generic[T]):
         self._opened = True
         batches_in_pass = self._count.settled - self._pass_mark
         pending, self._pending = self._pending, None
-        if pending is None or batches_in_pass == 0:
-            # Where a pass starts, the uninterrupted run opened its iterator too, and a
-            # DataLoader draws its workers' base seed from the global RNG there: so does this.
-            try:
-                self._inner = self._strategy.reset(self._pass, batches_in_pass, pending)
-            except BaseException:
-                self._pending = pending  # the position still stands for the next attempt
-                raise
-            return self._inner
-        # A reopen inside a pass happens where the uninterrupted run opened nothing: leave the
-        # global RNG as it was, so that a restored run's model sees the same random numbers.
+        # Where a pass starts, the uninterrupted run opened an iterator too, and a DataLoader
+        # draws its workers' base seed from the global RNG there: so does this. A reopen inside
+        # a pass happens where the uninterrupted run opened nothing: it leaves the global RNG as
+        # it was, so that a restored run's model sees the same random numbers.
+        inside = pending is not None and batches_in_pass > 0
         try:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]) if inside else contextlib.nullcontext():
                 self._inner = self._strategy.reset(self._pass, batches_in_pass, pending)
         except BaseException:
             self._pending = pending  # the position still stands: the next attempt reopens there
