@@ -5,9 +5,14 @@
 sharded sample order that makes resuming O(1) and never drains the worker pipeline.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from ._protocols import SeekableSampler
 from .loader import VirtualDataLoader
 from .sampler import InfiniteSampler
 
 __all__ = ["InfiniteSampler", "SeekableSampler", "VirtualDataLoader"]
-__version__ = "0.1.0"
+try:  # one source of truth: `version` in pyproject.toml, read from the installed metadata
+    __version__ = version("virtual-epochs")
+except PackageNotFoundError:  # pragma: no cover - the source tree imported without installing
+    __version__ = "0+unknown"
