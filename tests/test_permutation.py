@@ -14,6 +14,7 @@ Three parts:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import sys
@@ -784,9 +785,42 @@ CASES = [
 ]
 
 
+@functools.cache
+def randint_reduces_32_bits_modulo_n() -> bool:
+    """Whether this torch's CPU ``torch.randint(n)`` reduces 32 random bits modulo ``n``.
+
+    torch 2.4 and older do so for every ``n < 2**32`` (newer torch does not): the values below
+    ``2**32 % n`` then get one more of the 2**32 draws than the others. At n = 10**9 + 7 that is
+    29.5% of the values drawn 25% more often, which the shuffle-quality tests rightly reject.
+    Measured, not assumed from the version: the share of draws below ``2**32 % n`` is 0.295
+    when uniform and 0.343 when reduced modulo n, 100 standard deviations apart with 2**20 draws.
+    """
+    n = 10**9 + 7
+    draws = torch.randint(n, (1 << 20,), generator=torch.Generator().manual_seed(0))
+    return float((draws < 2**32 % n).double().mean()) > 0.319
+
+
+def reference_is_biased(case: Case) -> bool:
+    """Whether the ``torch.randperm`` reference of ``case`` comes from a biased ``randint``.
+
+    The reference draws with ``torch.randint`` above ``2**14`` (see ``Randperm``); reducing 32
+    bits modulo n favours some values by a factor 1 + 1 / (2**32 // n), past 0.1% only for
+    n above about 4 * 10**6 (10**9 + 7 here; 10**6 gives 0.02%, which no test can see).
+    """
+    return (
+        1 << 14 < case.n < 2**32 and 2**32 // case.n < 1000 and randint_reduces_32_bits_modulo_n()
+    )
+
+
 @pytest.mark.parametrize("shuffler", list(SHUFFLERS), ids=list(SHUFFLERS))
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_shuffle_quality(case: Case, shuffler: str) -> None:
+    if shuffler == "randperm" and reference_is_biased(case):
+        pytest.skip(
+            f"depends on the torch version: torch {torch.__version__}'s randint, the reference "
+            f"at n = {case.n}, reduces 32 random bits modulo n (fixed in newer torch), so some "
+            f"values are {1 / (2**32 // case.n):.0%} more likely and the reference is biased"
+        )
     p_value = case.run(SHUFFLERS[shuffler])
     assert p_value > ALPHA, f"{case.test} (n={case.n}) rejects {shuffler}: p = {p_value:.2e}"
 
