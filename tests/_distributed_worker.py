@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from virtual_epochs import InfiniteSampler, VirtualDataLoader
 
-
 # torch 2.5 and older (2.2.2, 2.4.1 and 2.5.1 measured) now and then hang for good in
 # destroy_process_group() of a gloo group, in one rank after the others have exited, with a file
 # or a TCP store, with or without a barrier first; 2.13 never did. A rank's process ends right
