@@ -156,6 +156,12 @@ def run_cell(cell: Cell, wheel: Path, pytest_args: list[str]) -> dict[str, objec
     python = venv / "bin" / "python"
     if not python.exists():
         run([str(interpreter), "-m", "venv", str(venv)], log)
+    # A venv's bundled pip can be too old to read newer wheels' metadata (torch 2.15 on 3.13.0's
+    # pip 24.2 is not even seen): upgrade it first.
+    upgrade = [str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"]
+    if run(upgrade, log, env=pip_environment()) != 0:
+        result["outcome"] = "install failed"
+        return result
     install = [str(python), "-m", "pip", "install", "--quiet", f"torch=={cell.torch}"]
     install += cell.extra_requirements() + test_requirements()
     if run(install, log, env=pip_environment()) != 0:
