@@ -40,7 +40,9 @@ bench: $(STAMP)
 dist: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist .
-	$(BIN)/python -m twine check --strict dist/*
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade \
+		--target build/twine -r requirements-twine.txt
+	PYTHONPATH=build/twine $(BIN)/python -m twine check --strict dist/*
 
 docs: $(STAMP)
 	$(BIN)/python -m mkdocs build --strict
@@ -49,4 +51,4 @@ test-matrix: $(STAMP)
 	nice -n 10 $(BIN)/python scripts/test_matrix.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist site
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis dist site build

@@ -790,9 +790,9 @@ def randint_reduces_32_bits_modulo_n() -> bool:
     """Whether this torch's CPU ``torch.randint(n)`` reduces 32 random bits modulo ``n``.
 
     Older torch does so for every ``n < 2**32`` (2.2.2, 2.4.1, 2.5.1 and 2.6.0 measured;
-    2.13.0, 2.14.1 and 2.15.0 do not): each value below ``2**32 % n`` then has one more of the 2**32 possible draws
-    than the others. At n = 10**9 + 7 that makes 29.5% of the values 25% more likely, which the
-    shuffle-quality tests rightly reject.
+    2.13.0, 2.14.1 and 2.15.0 do not): each value below ``2**32 % n`` then has one more of the
+    2**32 possible draws than the others. At n = 10**9 + 7 that makes 29.5% of the values 25%
+    more likely, which the shuffle-quality tests rightly reject.
     Measured, not assumed from the version: the share of draws below ``2**32 % n`` is 0.295
     when uniform and 0.343 when reduced modulo n, 100 standard deviations apart with 2**20 draws.
     """
