@@ -17,6 +17,7 @@ from _keyed_data import keyed_loader, take
 from virtual_epochs import InfiniteSampler
 
 N, BATCH, SPE, SEED = 23, 3, 4, 7  # 23 samples: shards and batches are uneven
+LAUNCHES = itertools.count()  # numbers each launch's rendezvous file
 
 
 def launch(world_size: int, tmp_path: Path, name: str, **config: Any) -> list[dict[str, Any]]:
@@ -26,7 +27,9 @@ def launch(world_size: int, tmp_path: Path, name: str, **config: Any) -> list[di
         "batch": BATCH,
         "spe": SPE,
         "seed": SEED,
-        "rendezvous": str(tmp_path / f"{name}.rendezvous"),
+        # A new file for every launch: a FileStore must never find one left by an earlier group
+        # (plan below runs 2 ranks twice; on old torch the ranks leave without cleaning up).
+        "rendezvous": str(tmp_path / f"{name}-{next(LAUNCHES)}.rendezvous"),
         "report": str(tmp_path / f"{name}.json"),
         **config,
     }

@@ -14,6 +14,7 @@ Three parts:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import sys
@@ -804,9 +805,43 @@ CASES = [
 ]
 
 
+@functools.cache
+def randint_reduces_32_bits_modulo_n() -> bool:
+    """Whether this torch's CPU ``torch.randint(n)`` reduces 32 random bits modulo ``n``.
+
+    Older torch does so for every ``n < 2**32`` (2.2.2, 2.4.1, 2.5.1 and 2.6.0 measured;
+    2.13.0, 2.14.1 and 2.15.0 do not): each value below ``2**32 % n`` then has one more of the
+    2**32 possible draws than the others. At n = 10**9 + 7 that makes 29.5% of the values 25%
+    more likely, which the shuffle-quality tests rightly reject.
+    Measured, not assumed from the version: the share of draws below ``2**32 % n`` is 0.295
+    when uniform and 0.343 when reduced modulo n, 100 standard deviations apart with 2**20 draws.
+    """
+    n = 10**9 + 7
+    draws = torch.randint(n, (1 << 20,), generator=torch.Generator().manual_seed(0))
+    return float((draws < 2**32 % n).double().mean()) > 0.319
+
+
+def reference_is_biased(case: Case) -> bool:
+    """Whether the ``torch.randperm`` reference of ``case`` comes from a biased ``randint``.
+
+    The reference draws with ``torch.randint`` above ``2**14`` (see ``Randperm``); reducing 32
+    bits modulo n favours some values by a factor 1 + 1 / (2**32 // n), past 0.1% only for
+    n above about 4 * 10**6 (10**9 + 7 here; 10**6 gives 0.02%, which no test can see).
+    """
+    return (
+        1 << 14 < case.n < 2**32 and 2**32 // case.n < 1000 and randint_reduces_32_bits_modulo_n()
+    )
+
+
 @pytest.mark.parametrize("shuffler", list(SHUFFLERS), ids=list(SHUFFLERS))
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_shuffle_quality(case: Case, shuffler: str) -> None:
+    if shuffler == "randperm" and reference_is_biased(case):
+        pytest.skip(
+            f"depends on the torch version: torch {torch.__version__}'s randint, the reference "
+            f"at n = {case.n}, reduces 32 random bits modulo n (fixed in newer torch), so some "
+            f"values are {1 / (2**32 // case.n):.0%} more likely and the reference is biased"
+        )
     p_value = case.run(SHUFFLERS[shuffler])
     assert p_value > ALPHA, f"{case.test} (n={case.n}) rejects {shuffler}: p = {p_value:.2e}"
 

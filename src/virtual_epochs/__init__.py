@@ -8,6 +8,8 @@ schedules; ``KeyedSampler`` and ``KeyedDataset`` key each sample's random augmen
 global position, so that they resume bit for bit too.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from ._protocols import SeekableSampler
 from .keyed import KeyedDataset, KeyedSampler, SampleKey
 from .loader import VirtualDataLoader
@@ -23,4 +25,7 @@ __all__ = [
     "SeekableSampler",
     "VirtualDataLoader",
 ]
-__version__ = "0.1.0"
+try:  # one source of truth: `version` in pyproject.toml, read from the installed metadata
+    __version__ = version("virtual-epochs")
+except PackageNotFoundError:  # pragma: no cover - the source tree imported without installing
+    __version__ = "0+unknown"
