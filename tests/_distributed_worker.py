@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from _keyed_data import keyed_loader
-from virtual_epochs import InfiniteSampler, VirtualDataLoader
+from virtual_epochs import InfiniteSampler, MixtureSampler, VirtualDataLoader
 
 # Older torch now and then hangs for good in destroy_process_group() of a gloo group, in one rank
 # after the others have exited, with a file or a TCP store, with or without a barrier first:
@@ -34,6 +34,9 @@ DESTROY_HANGS = tuple(int(part) for part in torch.__version__.split(".")[:2]) < 
 def run(rank: int, world_size: int, config: dict[str, Any]) -> None:
     """Entry point for ``torch.multiprocessing.spawn``: one rank of one scenario."""
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    # A loader built before the process group exists, as users do, takes its rank and world
+    # size from the group when it first iterates.
+    early = loader(config) if config.get("build_before_init") else None
     dist.init_process_group(
         "gloo",
         init_method=f"file://{config['rendezvous']}",
@@ -42,7 +45,7 @@ def run(rank: int, world_size: int, config: dict[str, Any]) -> None:
         timeout=timedelta(seconds=30),
     )
     try:
-        report = _train(rank, world_size, config)
+        report = _train(rank, world_size, config, early)
         reports: list[Any] = [None] * world_size
         dist.all_gather_object(reports, report)
         if rank == 0:
@@ -57,9 +60,14 @@ def run(rank: int, world_size: int, config: dict[str, Any]) -> None:
 
 
 def loader(config: dict[str, Any]) -> VirtualDataLoader[Any]:
-    n, batch = config["n"], config["batch"]
+    n, batch, spe, seed = config.get("n", 0), config["batch"], config["spe"], config["seed"]
     if config["sampler"] == "keyed":  # augmented samples, randomness keyed by position
         return keyed_loader(n, batch, config["spe"], seed=config["seed"])
+    if config["sampler"] == "mixture":  # weighted sources, with phases
+        sizes = config["sizes"]
+        mixture = MixtureSampler(sizes, config["weights"], phases=config["phases"], seed=seed)
+        dataset = range(sum(sizes))
+        return VirtualDataLoader(DataLoader(dataset, batch_size=batch, sampler=mixture), spe)
     if config["sampler"] == "infinite":
         sampler: Any = InfiniteSampler(n, seed=config["seed"])  # rank, world size from dist
     else:
@@ -67,8 +75,10 @@ def loader(config: dict[str, Any]) -> VirtualDataLoader[Any]:
     return VirtualDataLoader(DataLoader(range(n), batch_size=batch, sampler=sampler), config["spe"])
 
 
-def _train(rank: int, world_size: int, config: dict[str, Any]) -> dict[str, Any]:
-    vl = loader(config)
+def _train(
+    rank: int, world_size: int, config: dict[str, Any], early: VirtualDataLoader[Any] | None
+) -> dict[str, Any]:
+    vl = early if early is not None else loader(config)
     if config.get("load"):
         vl.load_state_dict(json.loads(Path(config["load"]).read_text()))
     batches: list[list[int]] = []
@@ -93,4 +103,5 @@ def _train(rank: int, world_size: int, config: dict[str, Any]) -> dict[str, Any]
         "steps": vl.steps,
         "epoch": vl.epoch,
         "sampler_epoch": getattr(vl.loader.sampler, "epoch", None),  # type: ignore[attr-defined]
+        "sampler_world_size": getattr(vl.loader.sampler, "world_size", None),  # type: ignore[attr-defined]
     }

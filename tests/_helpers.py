@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import signal
@@ -159,7 +160,12 @@ def _samples(stream: Sequence[tuple[int, Any]]) -> list[Any]:
     return out
 
 
-def run_command(command: list[str], timeout: float, env: dict[str, str] | None = None) -> str:
+def run_command(
+    command: list[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> str:
     """Run ``command`` in its own process group and return its output; it must exit 0.
 
     On timeout the whole group is killed (torchrun's ranks with it) and the test fails: a
@@ -168,6 +174,7 @@ def run_command(command: list[str], timeout: float, env: dict[str, str] | None =
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     with subprocess.Popen(
         command,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -179,9 +186,46 @@ def run_command(command: list[str], timeout: float, env: dict[str, str] | None =
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             output, _ = process.communicate()
-            pytest.fail(f"timed out after {timeout} s: {command}\n{output}")
-    assert process.returncode == 0, output
+            pytest.fail(f"timed out after {timeout} s: {command}\n{output[-5000:]}")
+    assert process.returncode == 0, output[-5000:]
     return output
+
+
+LAUNCHES = itertools.count()  # numbers each launch's rendezvous file
+
+
+def spawn_ranks(world_size: int, tmp_path: Path, name: str, config: dict[str, Any]) -> list[Any]:
+    """Run ``_distributed_worker.run`` on ``world_size`` spawned ranks; return their reports.
+
+    A new rendezvous file for every launch (a FileStore must never find one left by an earlier
+    group; on old torch the ranks leave without cleaning up), and a join that kills every rank
+    when the test's timeout ends it.
+    """
+    import torch.multiprocessing as mp  # (spawning tests only)
+
+    import _distributed_worker
+
+    config = {
+        **config,
+        "rendezvous": str(tmp_path / f"{name}-{next(LAUNCHES)}.rendezvous"),
+        "report": str(tmp_path / f"{name}.json"),
+    }
+    context = mp.start_processes(
+        _distributed_worker.run,
+        args=(world_size, config),
+        nprocs=world_size,
+        join=False,
+        start_method="spawn",
+    )
+    try:
+        while not context.join(timeout=60):
+            pass
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+    reports: list[Any] = json.loads(Path(config["report"]).read_text())
+    return reports
 
 
 class FailAt(Dataset[int]):

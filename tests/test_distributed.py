@@ -10,45 +10,19 @@ from typing import Any
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 import _distributed_worker
+from _helpers import spawn_ranks
 from _keyed_data import keyed_loader, take
 from virtual_epochs import InfiniteSampler
 
 N, BATCH, SPE, SEED = 23, 3, 4, 7  # 23 samples: shards and batches are uneven
-LAUNCHES = itertools.count()  # numbers each launch's rendezvous file
 
 
 def launch(world_size: int, tmp_path: Path, name: str, **config: Any) -> list[dict[str, Any]]:
     """Run one scenario on ``world_size`` spawned ranks; return each rank's report."""
-    config = {
-        "n": N,
-        "batch": BATCH,
-        "spe": SPE,
-        "seed": SEED,
-        # A new file for every launch: a FileStore must never find one left by an earlier group
-        # (plan below runs 2 ranks twice; on old torch the ranks leave without cleaning up).
-        "rendezvous": str(tmp_path / f"{name}-{next(LAUNCHES)}.rendezvous"),
-        "report": str(tmp_path / f"{name}.json"),
-        **config,
-    }
-    context = mp.start_processes(
-        _distributed_worker.run,
-        args=(world_size, config),
-        nprocs=world_size,
-        join=False,
-        start_method="spawn",
-    )
-    try:
-        while not context.join(timeout=60):
-            pass
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
-    reports: list[dict[str, Any]] = json.loads(Path(config["report"]).read_text())
-    return reports
+    defaults = {"n": N, "batch": BATCH, "spe": SPE, "seed": SEED}
+    return spawn_ranks(world_size, tmp_path, name, {**defaults, **config})
 
 
 def global_stream(start: int, count: int) -> list[int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import tarfile
@@ -76,24 +75,7 @@ def pins(names: list[str]) -> list[str]:
 
 def run_in_root(command: list[str], timeout: float, env: dict[str, str]) -> str:
     """Run ``command`` in the repository root, in its own process group; it must exit 0."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
-    with subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-    ) as process:
-        try:
-            output, _ = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
-            pytest.fail(f"timed out after {timeout} s: {command}\n{output[-3000:]}")
-    assert process.returncode == 0, output[-5000:]
-    return output
+    return run_command(command, timeout, env=env, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
