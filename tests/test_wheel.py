@@ -30,12 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 VERSION = PYPROJECT["project"]["version"]
 # The test files run against the installed wheel: every file that needs only torch and the
-# test tools (the loader, the sampler, resume, the state format, the permutation and its shuffle
-# quality, the faults, the README; torchdata's StatefulDataLoader is one of their tools), plus
-# the package's own doctests: about 750 tests in 1.5 minutes. Left out, to keep CI under
-# its time budget: the multi-process, soak and benchmark tests and the integrations with
-# Lightning, Accelerate, torchdata and datasets, which test those libraries' installs as much as
-# ours, and which the support matrix (scripts/test_matrix.py) runs against installed wheels.
+# test tools (the loader, the sampler, resume, the state format and its refusals, the
+# permutation and its shuffle quality, the faults, the mixtures, the README; torchdata's
+# StatefulDataLoader is one of their tools), plus the package's own doctests: about 900 tests
+# in 2 minutes. Left out, to keep CI under its time budget: the multi-process, soak and
+# benchmark tests, the keyed-randomness tests (worker processes), the contract test (run in the
+# editable install), and the integrations with Lightning, Accelerate, torchdata and datasets,
+# which test those libraries' installs as much as ours, and which the support matrix
+# (scripts/test_matrix.py) runs against installed wheels.
 CORE_TESTS = [
     "tests/test_loader.py",
     "tests/test_sampler.py",
@@ -45,9 +47,21 @@ CORE_TESTS = [
     "tests/test_faults.py",
     "tests/test_permutation.py",
     "tests/test_readme.py",
+    "tests/test_refusals.py",
+    "tests/test_mixture.py",
+    "tests/test_mixture_rule.py",
 ]
 # What the core tests import besides the package and torch; installed at requirements-dev's pins.
-TEST_TOOLS = ["torch", "torchdata", "pytest", "pytest-timeout", "hypothesis", "numpy", "scipy"]
+TEST_TOOLS = [
+    "torch",
+    "torchdata",
+    "pytest",
+    "pytest-timeout",
+    "hypothesis",
+    "numpy",
+    "scipy",
+    "tqdm",
+]
 # Checks that the package imports from the environment's own site-packages, at this version.
 WHERE = """
 import sys, sysconfig
