@@ -44,3 +44,39 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"'{name}' must be a bool (got {describe(value)})")
     return value
+
+
+def check_seed(name: str, value: Any) -> int:
+    """Return ``value`` if it is a seed: an ``int`` in ``[0, 2**64)``.
+
+    Raises:
+        TypeError: ``value`` is not an ``int``.
+        ValueError: ``value`` is negative or ``2**64`` or more.
+    """
+    check_int(name, value, minimum=0)
+    if value >> 64:
+        raise ValueError(f"'{name}' must be below 2**64 (got {value})")
+    return int(value)
+
+
+def check_position(name: str, value: Any, maximum: int) -> int:
+    """Return ``value`` if it is a start position: an ``int`` in ``[0, maximum]``.
+
+    Raises:
+        TypeError: ``value`` is not an ``int``.
+        ValueError: ``value`` is negative or above ``maximum``.
+    """
+    check_int(name, value, minimum=0)
+    if value > maximum:
+        raise ValueError(
+            f"'{name}' must be an int <= {as_power(maximum)} (got {value}): the stream needs "
+            "room before its positions pass 2**63"
+        )
+    return int(value)
+
+
+def as_power(value: int) -> str:
+    """Write ``value`` as ``2**k`` where it is one, for messages."""
+    if value > 1 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    return str(value)

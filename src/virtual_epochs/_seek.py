@@ -15,9 +15,9 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
-from ._checks import short
+from ._checks import as_power, short
 from ._protocols import SeekableSampler
-from ._state import Saved, as_power, require_count
+from ._state import Saved, require_count
 from ._strategy import Strategy
 
 

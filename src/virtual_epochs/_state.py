@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ._checks import describe
+from ._checks import as_power, describe
 
 VERSION = 2
 """The format of a loader's state that ``VirtualDataLoader.state_dict()`` writes."""
@@ -227,13 +227,6 @@ def parse_sampler_state(
         owner="sampler",
     )
     return start
-
-
-def as_power(value: int) -> str:
-    """Write ``value`` as ``2**k`` where it is one, for messages."""
-    if value > 1 and value & (value - 1) == 0:
-        return f"2**{value.bit_length() - 1}"
-    return str(value)
 
 
 class Saved(NamedTuple):

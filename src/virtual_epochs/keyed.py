@@ -27,13 +27,11 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
 from . import _permutation, _sample_seeds, _state
-from ._checks import check_int, describe
-from ._protocols import SeekableSampler
+from ._checks import check_seed, describe
+from ._protocols import SeekableSampler, is_seekable
 
 T_co = TypeVar("T_co", covariant=True)
 
-_MAX_SEED = (1 << 64) - 1
-_NEEDED = ("start", "world_size", "rank", "seek", "fingerprint", "__iter__")  # SeekableSampler+
 _USE_INSTEAD = (
     "give the DataLoader sampler=KeyedSampler(InfiniteSampler(dataset, seed=...)); plain "
     "samplers (shuffle=True, RandomSampler, DistributedSampler, a bare InfiniteSampler) carry "
@@ -163,16 +161,15 @@ class KeyedSampler(Sampler[SampleKey]):
             )
         # Looked up statically: evaluating 'rank' or 'world_size' here could resolve them from
         # torch.distributed before the process group exists; they are read at iter() instead.
-        if any(inspect.getattr_static(sampler, name, None) is None for name in _NEEDED):
+        ranked = inspect.getattr_static(sampler, "rank", None) is not None
+        if not (is_seekable(sampler) and ranked and callable(getattr(sampler, "__iter__", None))):
             raise TypeError(
                 "'sampler' must be an endless SeekableSampler with a 'rank', such as "
                 f"InfiniteSampler(dataset, seed=...) (got {describe(sampler)}): only a sampler "
                 "whose order is a function of the global sample position can give positions; "
                 "for DataLoader(shuffle=True) use InfiniteSampler(dataset, seed=...) instead"
             )
-        check_int("seed", seed, minimum=0)
-        if seed > _MAX_SEED:
-            raise ValueError(f"'seed' must be below 2**64 (got {seed})")
+        check_seed("seed", seed)
         self._sampler = sampler
         self._seed = seed
         self._live: _Stream | None = None

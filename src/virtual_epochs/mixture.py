@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import ConcatDataset, Sampler
 
 from . import _permutation, _phases, _state
-from ._checks import check_int, describe
+from ._checks import check_int, check_position, check_seed, describe
 from ._distributed import check_rank_arguments, resolve_rank
 
 RULE = "sturmian_tree"
@@ -27,7 +27,6 @@ RULE = "sturmian_tree"
 _FIRST_CHUNK = 8  # computed in plain Python: the first index comes in well under a millisecond
 _SCALAR_CHUNK = 8  # chunks up to this size skip the tensors (a few microseconds an index)
 _MAX_CHUNK = 32768
-_MAX_SEED = (1 << 64) - 1
 _MASKED_SOURCES = 16  # up to this many sources in a chunk, one by one; above, all at once
 _MAX_SIZE = 1 << 62
 
@@ -36,17 +35,6 @@ WEIGHTS = "weights"
 PHASE_STARTS = "phase_starts"
 SEED = "seed"
 RULE_KEY = "rule"
-
-
-def _check_position(name: str, value: Any) -> int:
-    """Return ``value`` if it is a start position: an ``int`` in ``[0, 2**62]``."""
-    check_int(name, value, minimum=0)
-    if value > _permutation.MAX_START:
-        raise ValueError(
-            f"'{name}' must be an int <= 2**62 (got {value}): the stream needs room before "
-            "its positions pass 2**63"
-        )
-    return int(value)
 
 
 def _check_any_position(value: Any) -> int:
@@ -191,12 +179,10 @@ class MixtureSampler(Sampler[int]):
         sizes = _sizes(sources)
         first = _phases.check_weights("weights", weights, sizes)
         later = _phases.check_phases(phases, sizes, _permutation.MAX_START)
-        check_int("seed", seed, minimum=0)
-        if seed > _MAX_SEED:
-            raise ValueError(f"'seed' must be below 2**64 (got {seed})")
+        check_seed("seed", seed)
         check_rank_arguments(rank, world_size)
         self._rank_arg, self._world_size_arg = rank, world_size
-        self._start = _check_position("start", start)
+        self._start = check_position("start", start, _permutation.MAX_START)
         self._sizes = sizes
         self._seed = seed
         self._schedule = _phases.Schedule(sizes, first, later, RULE)
@@ -279,7 +265,7 @@ class MixtureSampler(Sampler[int]):
         >>> list(itertools.islice(mix, 6)) == whole[4:]
         True
         """
-        _check_position("position", position)
+        check_position("position", position, _permutation.MAX_START)
         self._start = position
         self._live = None
 

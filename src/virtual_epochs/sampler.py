@@ -16,7 +16,7 @@ from typing import Any
 from torch.utils.data import BatchSampler, DataLoader, Sampler
 
 from . import _feistel, _permutation, _state
-from ._checks import check_bool, check_int, describe
+from ._checks import check_bool, check_int, check_position, check_seed, describe
 from ._distributed import check_rank_arguments, resolve_rank
 
 ORDER = "shuffle_order"
@@ -25,18 +25,6 @@ SMALL_ORDER = 2
 
 _FIRST_CHUNK = 1024  # small, so that the first index comes in well under a millisecond
 _MAX_CHUNK = 32768  # big enough to amortise tensor calls, small enough to stay in cache
-_MAX_SEED = (1 << 64) - 1
-
-
-def _check_position(name: str, value: Any) -> int:
-    """Return ``value`` if it is a start position: an ``int`` in ``[0, 2**62]``."""
-    check_int(name, value, minimum=0)
-    if value > _permutation.MAX_START:
-        raise ValueError(
-            f"'{name}' must be an int <= {_state.as_power(_permutation.MAX_START)} (got {value}): "
-            "the stream needs room before its positions pass 2**63"
-        )
-    return int(value)
 
 
 class _Stream:
@@ -144,10 +132,8 @@ class InfiniteSampler(Sampler[int]):
         if n > _permutation.MAX_POSITION:
             raise ValueError(f"'data_source' must hold fewer than 2**63 samples (got {n})")
         check_bool("shuffle", shuffle)
-        check_int("seed", seed, minimum=0)
-        if seed > _MAX_SEED:
-            raise ValueError(f"'seed' must be below 2**64 (got {seed})")
-        _check_position("start", start)
+        check_seed("seed", seed)
+        check_position("start", start, _permutation.MAX_START)
         check_rank_arguments(rank, world_size)
         self._rank_argument, self._world_size_argument = rank, world_size
         self._n = n
@@ -212,7 +198,7 @@ class InfiniteSampler(Sampler[int]):
         >>> next(iter(sampler))
         1
         """
-        _check_position("position", position)
+        check_position("position", position, _permutation.MAX_START)
         self._start = position
         self._live = None
 
