@@ -12,6 +12,7 @@ contract for every shape of the table: ``test_strategy_contract.py``. The fuzzer
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -72,6 +73,8 @@ BAD_KEYS: list[BadKey] = [
      r"state\['resume'\]\['strategy'\] is 'skip', but this loader resumes by 'seek'"),
     ("missing fingerprint", "infinite-sampler", MID, ("resume", "fingerprint"), ..., ValueError,
      r"state\['resume'\] has no key 'fingerprint'"),
+    ("the strategy's own part missing", "infinite-sampler", MID, ("resume", "seek"), ...,
+     ValueError, r"state\['resume'\] has no key 'seek'"),
     # --- the fingerprint
     ("other seed", "infinite-sampler", MID, ("resume", "fingerprint", "seed"), 2, ValueError,
      (r"different sample order: state\['resume'\]\['fingerprint'\]\['seed'\] is 2 but this "
@@ -325,3 +328,21 @@ def test_something_else_than_a_state_is_refused_naming_what_is_missing(
     state: Any, error: type, message: str
 ) -> None:
     assert_refused(advance(maker("infinite-sampler")(), 3), state, error, message)
+
+
+def test_a_version_2_state_with_a_key_beside_the_strategys_own_is_refused() -> None:
+    # Version 2 nests the strategy's keys; a flat key beside them (a half-converted version-1
+    # state) is corrupt, and nothing is applied.
+    state = saved("infinite-sampler", MID)
+    state["resume"]["position"] = 3
+    vl = maker("infinite-sampler")()
+    before = vl.state_dict()
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "state['resume'] has an unexpected key 'position' (a 'seek' state holds 'strategy', "
+            "'fingerprint' and 'seek'): the state is corrupt"
+        ),
+    ):
+        vl.load_state_dict(state)
+    assert vl.state_dict() == before
